@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import email.utils
+import time
 from typing import Literal
 
 ErrorKind = Literal["network", "server", "invalid_grant", "invalid_client", "protocol", "config"]
@@ -32,3 +35,45 @@ class OAuthError(Exception):
     def __reduce__(self) -> tuple[type[OAuthError], tuple[str, str, float | None]]:
         # Travels between actor processes as a pickle.
         return (OAuthError, (self.kind, self.message, self.retry_after))
+
+
+#: RFC 6749 §5.2 error codes that mean the client itself is not accepted.
+_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+
+
+def classify_status(status: int, error_code: str | None) -> ErrorKind:
+    """The kind of a non-2xx answer from an OAuth endpoint, by status and RFC 6749 §5.2 code."""
+    if status >= 500 or status == 429:
+        return "server"
+    if 400 <= status < 500:
+        if error_code == "invalid_grant":
+            return "invalid_grant"
+        if error_code in _CLIENT_ERRORS:
+            return "invalid_client"
+    return "protocol"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (RFC 9110 §10.2.3: delay-seconds or HTTP-date)."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(int(value))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def clean_server_text(text: str, limit: int = 200) -> str:
+    """Server-sent text made safe for one log line: no control characters, at most `limit` chars."""
+    flat = "".join(ch if ch.isprintable() else " " for ch in text)
+    flat = " ".join(flat.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

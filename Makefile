@@ -1,0 +1,49 @@
+# Every target installs what it needs first, so each works on a fresh clone.
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+WEBUI   := mcpproxy/webui_dist/index.html
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST  := $(VENV)/bin/pytest -p no:cacheprovider
+
+.PHONY: install run test lint unit e2e bench demo chromium clean
+
+install: $(STAMP) $(WEBUI)
+
+$(STAMP): setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+$(WEBUI): $(shell find webui/src -type f 2>/dev/null) webui/package.json webui/package-lock.json webui/index.html
+	cd webui && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
+
+run: install
+	$(VENV)/bin/mcpproxy serve
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mcpproxy actors tests e2e
+	$(VENV)/bin/mypy
+
+unit: install
+	$(PYTEST) tests
+
+e2e: install chromium
+	$(PYTEST) e2e
+
+test: install chromium lint
+	$(PYTEST) tests e2e
+
+bench: install
+	$(PY) -m bench
+
+demo: install
+	$(PY) -m tests.demo
+
+clean:
+	rm -rf $(VENV) mcpproxy/webui_dist webui/node_modules

@@ -1,0 +1,62 @@
+"""What every actor here shares: handlers that never raise, and logging that names the server."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from thespian.actors import ActorTypeDispatcher
+
+from actors.messages import (
+    CompleteLogin,
+    Failure,
+    GetActors,
+    GetSnapshot,
+    GetStatus,
+    GetToken,
+    Logout,
+    RefreshNow,
+    Reload,
+    Start,
+    StartLogin,
+    TokenRejected,
+)
+
+#: Messages whose sender waits for an answer: a failing handler still answers them.
+REQUESTS = (CompleteLogin, GetActors, GetSnapshot, GetStatus, GetToken, Logout, RefreshNow, Reload, Start,
+            StartLogin, TokenRejected)
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def guarded(handler: F) -> F:
+    """A handler that raises gets its message again in Thespian; log, answer a Failure, never raise."""
+
+    @functools.wraps(handler)
+    def wrapper(self: Any, msg: Any, sender: Any) -> None:
+        try:
+            handler(self, msg, sender)
+        except Exception as e:  # noqa: BLE001 — the last line of defence, by design
+            name = getattr(self, "name", "?")
+            logging.getLogger(f"mcpproxy.{type(self).__name__}").exception(
+                "server=%s handler %s failed: %s", name, type(msg).__name__, type(e).__name__
+            )
+            if isinstance(msg, REQUESTS):
+                try:
+                    self.send(sender, Failure(name, "internal", f"internal error in {type(msg).__name__}", 500))
+                except Exception:  # noqa: BLE001
+                    pass
+
+    return wrapper  # type: ignore[return-value]
+
+
+class GuardedActor(ActorTypeDispatcher):
+    """Wraps every receiveMsg_* handler of a subclass with `guarded`."""
+
+    def __init_subclass__(cls, **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        for attr, fn in list(vars(cls).items()):
+            if attr.startswith("receiveMsg_") and callable(fn):
+                setattr(cls, attr, guarded(fn))

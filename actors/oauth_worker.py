@@ -1,0 +1,125 @@
+"""OAuthWorker: runs the blocking OAuth HTTP calls so that no TokenActor ever waits on the network.
+
+A thread pool does the calls (bounded in total and per authorization server); the actor itself
+only hands out work and, while any is pending, polls for finished calls every few milliseconds —
+Thespian lets only the actor's own thread send messages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from thespian.actors import ActorExitRequest, WakeupMessage
+
+from actors.base import GuardedActor
+from actors.messages import Work, WorkDone
+from mcpproxy.oauth import discovery, http, registration, revocation, tokens
+from mcpproxy.oauth.errors import OAuthError
+
+log = logging.getLogger("mcpproxy.worker")
+
+MAX_THREADS = 32
+PER_HOST = 4  # concurrent requests to one authorization server
+POLL = 0.005
+
+
+class OAuthWorker(GuardedActor):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.pool: ThreadPoolExecutor | None = None
+        self.running: list[tuple[Future[Any], Work, Any, float]] = []
+        self.polling = False
+        self.host_slots: dict[str, threading.BoundedSemaphore] = {}
+        self.local = threading.local()
+
+    def receiveMsg_Work(self, msg: Work, sender: Any) -> None:
+        if self.pool is None:  # created here, after fork, never inherited
+            self.pool = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="oauth")
+        started = time.time()
+        fut = self.pool.submit(self._run, msg)
+        self.running.append((fut, msg, sender, started))
+        if not self.polling:
+            self.polling = True
+            self.wakeupAfter(timedelta(seconds=POLL))
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        still = []
+        for fut, work, asker, started in self.running:
+            if fut.done():
+                exc = fut.exception()
+                result = fut.result() if exc is None else OAuthError(
+                    "protocol", f"{work.op} failed unexpectedly: {type(exc).__name__}")
+                if exc is not None:
+                    log.error("worker %s raised %s", work.op, type(exc).__name__)
+                self.send(asker, WorkDone(work.request_id, work.op, work.generation, result, started))
+            else:
+                still.append((fut, work, asker, started))
+        self.running = still
+        self.polling = bool(still)
+        if self.polling:
+            self.wakeupAfter(timedelta(seconds=POLL))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=False, cancel_futures=True)
+
+    # ---- in the pool's threads ------------------------------------------------------------------
+
+    def _session(self) -> Any:
+        s = getattr(self.local, "session", None)
+        if s is None:
+            s = self.local.session = http.new_session()
+        return s
+
+    def _slot(self, url: str) -> threading.BoundedSemaphore:
+        host = urlsplit(url).netloc
+        slot = self.host_slots.get(host)
+        if slot is None:
+            slot = self.host_slots.setdefault(host, threading.BoundedSemaphore(PER_HOST))
+        return slot
+
+    def _run(self, work: Work) -> Any:
+        try:
+            return self._call(work.op, work.args)
+        except OAuthError as e:
+            return e
+
+    def _call(self, op: str, a: dict[str, Any]) -> Any:
+        s = self._session()
+        if op == "discover":
+            with self._slot(a["server_url"]):
+                return discovery.discover(a["server_url"], s)
+        if op == "register":
+            with self._slot(a["metadata"].issuer):
+                return registration.register_client(a["metadata"], a["redirect_uri"], scopes=a["scopes"], session=s)
+        if op == "exchange":
+            with self._slot(a["token_endpoint"]):
+                return tokens.exchange_code(
+                    a["token_endpoint"], code=a["code"], code_verifier=a["code_verifier"],
+                    client_id=a["client_id"], client_secret=a["client_secret"],
+                    redirect_uri=a["redirect_uri"], resource=a["resource"], session=s)
+        if op == "refresh":
+            with self._slot(a["token_endpoint"]):
+                return tokens.refresh(
+                    a["token_endpoint"], refresh_token=a["refresh_token"], client_id=a["client_id"],
+                    client_secret=a["client_secret"], resource=a["resource"], scopes=a["scopes"], session=s)
+        if op == "revoke":
+            # RFC 7009 §2: the refresh token first (it usually takes its access tokens with it).
+            errors = []
+            with self._slot(a["endpoint"]):
+                for token, hint in a["tokens"]:
+                    try:
+                        revocation.revoke(a["endpoint"], token=token, token_type_hint=hint,
+                                          client_id=a["client_id"], client_secret=a["client_secret"], session=s)
+                    except OAuthError as e:
+                        errors.append(e)
+            if errors:
+                return errors[0]
+            return True
+        return OAuthError("config", f"unknown work {op!r}")

@@ -1,0 +1,169 @@
+"""Supervisor: spawns a TokenActor per enabled OAuth server, restarts the ones that die, applies reloads.
+
+It is the only top-level actor: the EventHub, the OAuth worker and the TokenActors are its children,
+so their messages to each other take one hop through it (multiprocQueueBase routes via parents).
+It also watches the wall clock against the monotonic one, so after the machine sleeps every
+TokenActor re-checks its timers within seconds (Thespian's timers stop while the machine sleeps).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from datetime import timedelta
+from typing import Any
+
+from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
+
+from actors.base import GuardedActor
+from actors.event_hub import EventHub
+from actors.messages import (
+    Actors,
+    ClockJump,
+    Configure,
+    Event,
+    GetActors,
+    Reload,
+    Reloaded,
+    ServerRemoved,
+    Start,
+    Started,
+    StatusUpdate,
+)
+from actors.oauth_worker import OAuthWorker
+from actors.token_actor import TokenActor
+from mcpproxy.config import Config, ServerConfig
+from mcpproxy.status import static_status
+from mcpproxy.store import open_or_set_aside
+
+log = logging.getLogger("mcpproxy.supervisor")
+
+CLOCK_TICK = 2.0
+CLOCK_JUMP = 1.5  # seconds of wall-clock drift against the monotonic clock that mean "we slept"
+RESTARTS_PER_MINUTE = 5
+
+
+class Supervisor(GuardedActor):
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.name = "supervisor"
+        self.config: Config | None = None
+        self.hub: Any = None
+        self.worker: Any = None
+        self.actors: dict[str, Any] = {}
+        self.servers: dict[str, ServerConfig] = {}
+        self.restarts: dict[str, deque[float]] = {}
+        self.stopping = False
+        self.clock_offset = 0.0
+
+    def receiveMsg_Start(self, msg: Start, sender: Any) -> None:
+        self.config = msg.config
+        store, note = open_or_set_aside(msg.config.data_dir)
+        store.close()
+        self.hub = self.createActor(EventHub)
+        self.worker = self.createActor(OAuthWorker)
+        for server in msg.config.servers:
+            self._add(server, "start")
+        self.clock_offset = time.time() - time.monotonic()
+        self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
+        self.send(sender, Started(self.hub, dict(self.actors), note))
+
+    def _configure(self, addr: Any, server: ServerConfig, reason: str) -> None:
+        assert self.config is not None
+        self.send(addr, Configure(server, self.config.refresh_threshold, self.config.redirect_uri,
+                                  str(self.config.data_dir), self.hub, self.worker, reason))
+
+    def _add(self, server: ServerConfig, reason: str) -> None:
+        self.servers[server.name] = server
+        if server.is_oauth and server.enabled:
+            addr = self.createActor(TokenActor)
+            self.actors[server.name] = addr
+            self._configure(addr, server, reason)
+        else:
+            self.send(self.hub, StatusUpdate(server.name, static_status(server)))
+
+    def _remove(self, name: str) -> None:
+        self.servers.pop(name, None)
+        addr = self.actors.pop(name, None)
+        if addr is not None:
+            self.send(addr, ActorExitRequest())
+        self.send(self.hub, ServerRemoved(name))
+
+    def receiveMsg_Reload(self, msg: Reload, sender: Any) -> None:
+        old = self.servers
+        new = {s.name: s for s in msg.config.servers}
+        self.config = msg.config
+        added = tuple(n for n in new if n not in old)
+        removed = tuple(n for n in old if n not in new)
+        changed = tuple(n for n in new if n in old and new[n] != old[n])
+        for name in removed:
+            self._remove(name)
+        for name in changed:
+            after = new[name]
+            if name in self.actors and after.is_oauth and after.enabled:
+                self.servers[name] = after
+                self._configure(self.actors[name], after, "config_changed")
+            else:
+                self._remove(name)
+                self._add(after, "config_changed")
+        for name in added:
+            self._add(new[name], "config_added")
+        for name in (*removed, *added, *changed):
+            log.info("server=%s config %s", name, "removed" if name in removed else "added" if name in added else "changed")
+        self.send(sender, Reloaded(dict(self.actors), added, removed, changed))
+
+    def receiveMsg_GetActors(self, msg: GetActors, sender: Any) -> None:
+        self.send(sender, Actors(dict(self.actors)))
+
+    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
+        self.stopping = True
+
+    def receiveMsg_ChildActorExited(self, msg: ChildActorExited, sender: Any) -> None:
+        if self.stopping:
+            return
+        dead = msg.childAddress
+        if dead == self.worker:
+            log.error("the OAuth worker stopped; starting a new one")
+            self.worker = self.createActor(OAuthWorker)
+            for name, addr in self.actors.items():
+                self._configure(addr, self.servers[name], "worker_restarted")
+            return
+        if dead == self.hub:
+            log.error("the event hub stopped; starting a new one")
+            self.hub = self.createActor(EventHub)
+            for name, addr in self.actors.items():
+                self._configure(addr, self.servers[name], "hub_restarted")
+            return
+        found = next((n for n, a in self.actors.items() if a == dead), None)
+        if found is None:
+            return  # removed on purpose
+        name = found
+        recent = self.restarts.setdefault(name, deque(maxlen=RESTARTS_PER_MINUTE))
+        now = time.monotonic()
+        if len(recent) == RESTARTS_PER_MINUTE and now - recent[0] < 60:
+            log.error("server=%s its actor died %d times within a minute; not restarting it", name, len(recent))
+            del self.actors[name]
+            status = {**static_status(self.servers[name]), "is_oauth": True, "action": "login",
+                      "last_error": {"kind": "config", "message": "its actor keeps failing; see the log"}}
+            self.send(self.hub, Event("servers.changed", {**status, "reason": "actor_failed"}, time.time()))
+            return
+        recent.append(now)
+        log.warning("server=%s its actor stopped; restarting it with its stored state", name)
+        addr = self.createActor(TokenActor)
+        self.actors[name] = addr
+        self._configure(addr, self.servers[name], "actor_restarted")
+
+    def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if msg.payload != "clock" or self.stopping:
+            return
+        offset = time.time() - time.monotonic()
+        if abs(offset - self.clock_offset) > CLOCK_JUMP:
+            log.info("the wall clock moved %.1fs against the monotonic clock (sleep?); re-checking timers",
+                     offset - self.clock_offset)
+            for addr in self.actors.values():
+                self.send(addr, ClockJump())
+        self.clock_offset = offset
+        self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
+
+

@@ -1,0 +1,66 @@
+"""`mcpproxy` — the service and its local commands."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mcpproxy import __version__
+from mcpproxy.config import ConfigError, default_config_path, load_config, write_default_config
+
+
+def config_options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--data-dir", envvar="MCPPROXY_DATA_DIR", type=click.Path(file_okay=False),
+                     help="Data folder (tokens, API key, logs).")(f)
+    f = click.option("--config", "config_path", envvar="MCPPROXY_CONFIG", type=click.Path(dir_okay=False),
+                     help="Config file (default ~/.mcpproxy/mcp_config.json).")(f)
+    return f
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mcpproxy")
+def cli() -> None:
+    """mcpproxy keeps every OAuth-protected MCP server logged in."""
+
+
+@cli.command()
+@config_options
+@click.option("--listen", envvar="MCPPROXY_LISTEN", help="HOST:PORT to listen on (default 127.0.0.1:8080).")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+def serve(config_path: str | None, data_dir: str | None, listen: str | None, log_level: str,
+          log_format: str) -> None:
+    """Run the service: keep tokens fresh, serve the API, the Web UI and the pass-through."""
+    from mcpproxy.logs import setup_logging
+    from mcpproxy.service import serve as run_service
+
+    path = Path(config_path).expanduser() if config_path else default_config_path()
+    created = False
+    if not path.exists():
+        write_default_config(path)
+        created = True
+    try:
+        config = load_config(path, listen=listen, data_dir=data_dir)
+    except ConfigError as e:
+        click.echo(f"mcpproxy: {e}", err=True)
+        sys.exit(2)
+    config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log_conf = setup_logging(log_level, log_format, config.data_dir / "mcpproxy.log")
+    if created:
+        click.echo(f"mcpproxy: created {path} (no servers yet; add them under mcpServers)", err=True)
+    try:
+        sys.exit(run_service(config, log_conf))
+    except ConfigError as e:
+        click.echo(f"mcpproxy: {e}", err=True)
+        sys.exit(2)
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

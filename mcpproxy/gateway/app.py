@@ -1,0 +1,178 @@
+"""The aiohttp application: typed state, one security middleware, one error-to-JSON mapping, the routes."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from mcpproxy.config import Config
+from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
+from mcpproxy.gateway.events import EventFanout
+
+log = logging.getLogger("mcpproxy.gateway")
+
+CONFIG = web.AppKey("config", Config)
+BRIDGE = web.AppKey("bridge", ActorBridge)
+API_KEY = web.AppKey("api_key", str)
+FANOUT = web.AppKey("fanout", EventFanout)
+STARTED = web.AppKey("started_at", float)
+LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response({"success": True, "data": data}, status=status)
+
+
+def error_response(status: int, message: str, kind: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"success": False, "error": message}
+    if kind:
+        body["kind"] = kind
+    return web.json_response(body, status=status)
+
+
+def _needs_key(path: str, config: Config) -> bool:
+    if path.startswith(("/api/", "/events", "/metrics")) or path == "/api":
+        return True
+    return path.startswith("/mcp/") and not config.loopback_only
+
+
+def presented_key(request: web.Request) -> str | None:
+    key = request.headers.get("X-API-Key")
+    if key:
+        return key
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        return auth[7:].strip()
+    return request.query.get("apikey")
+
+
+def _allowed_hosts(config: Config) -> set[str] | None:
+    if config.listen_host in ("0.0.0.0", "::"):
+        return None  # bound to every interface: the API key is required, Host cannot be known
+    port = config.listen_port
+    names = {config.listen_host, "127.0.0.1", "localhost", "[::1]", "::1"}
+    return {f"{n}:{port}" for n in names} | ({f"[{config.listen_host}]:{port}"} if ":" in config.listen_host else set())
+
+
+@web.middleware
+async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    path = request.path
+    api = path.startswith("/api")
+    try:
+        allowed = _allowed_hosts(config)
+        host = request.headers.get("Host", "")
+        if allowed is not None and host.lower() not in allowed:
+            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (DESIGN §4).
+            raise ApiError(421, f"this service answers to {config.listen}, not to Host {host!r}")
+        origin = request.headers.get("Origin")
+        if origin and origin != "null" and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
+            o = urlsplit(origin)
+            origin_host = f"{o.hostname}:{o.port or (443 if o.scheme == 'https' else 80)}".lower()
+            if allowed is not None and origin_host not in allowed:
+                raise ApiError(403, f"cross-origin request from {origin} refused")
+        if _needs_key(path, config):
+            key = presented_key(request)
+            if not key or not hmac.compare_digest(key.encode(), request.app[API_KEY].encode()):
+                raise ApiError(401, "missing or wrong API key: send it as X-API-Key, Authorization: Bearer, or ?apikey=")
+        return await handler(request)
+    except ApiError as e:
+        return error_response(e.status, e.message, e.kind) if api or e.status in (401, 403, 421) else \
+            web.Response(status=e.status, text=e.message + "\n")
+    except web.HTTPException as e:
+        if not api:
+            raise
+        if e.status == 405:
+            return error_response(405, f"{request.method} is not allowed on {path}")
+        if e.status == 404:
+            return error_response(404, f"no such API path: {path}")
+        return error_response(e.status, e.reason)
+    except ActorUnavailable as e:
+        log.error("path=%s %s", path, e)
+        return error_response(503, f"the service is busy or restarting: {e}") if api else web.Response(
+            status=503, text=str(e))
+
+
+class QuietAccessLogger(AbstractAccessLogger):
+    """Method, path and status only: query strings (code, state, apikey) and headers are never logged."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
+        if request.path in ("/healthz", "/readyz"):
+            return
+        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time_ * 1000)
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ApiError(400, "the request body is not valid JSON") from None
+    if not isinstance(doc, dict):
+        raise ApiError(400, "the request body must be a JSON object")
+    return doc
+
+
+def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Application:
+    from mcpproxy.gateway import api, callback, events, metrics, openapi, webui
+
+    app = web.Application(middlewares=[security], client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[BRIDGE] = bridge
+    app[API_KEY] = api_key
+    app[FANOUT] = EventFanout()
+    app[STARTED] = time.time()
+    app[LOGINS] = {}
+    app.add_routes([
+        web.get("/healthz", api.healthz),
+        web.get("/readyz", api.readyz),
+        web.get("/api/v1/status", api.status),
+        web.get("/api/v1/servers", api.servers),
+        web.post("/api/v1/servers/logout", api.logout_all),
+        web.get("/api/v1/servers/{name}", api.server),
+        web.post("/api/v1/servers/{name}/login", api.login),
+        web.post("/api/v1/servers/{name}/logout", api.logout),
+        web.post("/api/v1/servers/{name}/refresh", api.refresh),
+        web.get("/api/v1/openapi.json", openapi.handler),
+        web.get("/events", events.handler),
+        web.get("/oauth/callback", callback.handler),
+        web.get("/metrics", metrics.handler),
+        web.route("*", "/api/{tail:.*}", api.not_found),
+        *webui.routes(),
+    ])
+    app.on_startup.append(_start_listener)
+    app.on_shutdown.append(_close_streams)
+    return app
+
+
+async def _start_listener(app: web.Application) -> None:
+    import asyncio
+
+    app[BRIDGE].start_listener(asyncio.get_running_loop(), app[FANOUT].publish)
+
+
+async def _close_streams(app: web.Application) -> None:
+    app[FANOUT].close_all()

@@ -1,0 +1,99 @@
+"""The gateway's way into the actors: blocking asks in a thread pool, events from a listener thread.
+
+An ActorSystem handle shared between threads mixes up replies, so every ask opens its own
+`private()` context. The listener thread owns one context subscribed to the EventHub and never
+blocks on anyone: it hands each event to the event loop, where bounded per-client queues live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from thespian.actors import ActorSystem, PoisonMessage
+
+from actors.messages import (
+    GetActors,
+    GetSnapshot,
+    Published,
+    Snapshot,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+)
+
+log = logging.getLogger("mcpproxy.gateway")
+
+ASK_TIMEOUT = 10.0
+
+
+class ActorUnavailable(RuntimeError):
+    """An actor did not answer in time."""
+
+
+class ActorBridge:
+    def __init__(self, asys: ActorSystem, supervisor: Any, hub: Any, actors: dict[str, Any]) -> None:
+        self.asys = asys
+        self.supervisor = supervisor
+        self.hub = hub
+        self.actors = dict(actors)
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ask")
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+
+    def ask_sync(self, addr: Any, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
+        with self.asys.private() as ctx:
+            answer = ctx.ask(addr, msg, timeout)
+        if answer is None:
+            raise ActorUnavailable(f"no answer to {type(msg).__name__} within {timeout:.0f}s")
+        if isinstance(answer, PoisonMessage):
+            raise ActorUnavailable(f"{type(msg).__name__} could not be handled")
+        return answer
+
+    async def ask(self, addr: Any, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.pool, self.ask_sync, addr, msg, timeout)
+
+    async def ask_server(self, name: str, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
+        addr = self.actors.get(name)
+        if addr is None:
+            raise ActorUnavailable(f"server {name!r} has no running actor")
+        return await self.ask(addr, msg, timeout)
+
+    async def refresh_addresses(self) -> None:
+        answer = await self.ask(self.supervisor, GetActors())
+        self.actors = dict(answer.actors)
+
+    async def snapshot(self, since_id: int | None = None) -> Snapshot:
+        answer = await self.ask(self.hub, GetSnapshot(since_id))
+        assert isinstance(answer, Snapshot)
+        return answer
+
+    def start_listener(self, loop: asyncio.AbstractEventLoop, on_event: Callable[[Published], None]) -> None:
+        ready = threading.Event()
+
+        def run() -> None:
+            with self.asys.private() as ctx:
+                answer = ctx.ask(self.hub, Subscribe(), ASK_TIMEOUT)
+                if not isinstance(answer, Subscribed):
+                    log.error("could not subscribe to events: %r", type(answer).__name__)
+                ready.set()
+                while not self._stop.is_set():
+                    msg = ctx.listen(0.5)
+                    if isinstance(msg, Published):
+                        loop.call_soon_threadsafe(on_event, msg)
+                ctx.tell(self.hub, Unsubscribe())
+
+        self._listener = threading.Thread(target=run, name="event-listener", daemon=True)
+        self._listener.start()
+        ready.wait(ASK_TIMEOUT)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
+        self.pool.shutdown(wait=False, cancel_futures=True)

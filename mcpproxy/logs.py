@@ -1,0 +1,75 @@
+"""Logging: one line per event, the server name in it, never a secret; text or JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import time
+from pathlib import Path
+from typing import Any
+
+#: Libraries that would log request bodies or tokens at DEBUG.
+QUIET = ("requests_oauthlib", "oauthlib", "urllib3", "aiohttp.access", "thespian")
+
+
+class QuietFilter(logging.Filter):
+    """Thespian's log process calls handle(), which skips logger levels: filter on the handler instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not record.name.startswith(QUIET) and record.name != "root"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(doc)
+
+
+class OneLineFormatter(logging.Formatter):
+    """Exceptions as their type only: a traceback's locals or messages could carry a token."""
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 — logging's name
+        return f"  [{ei[0].__name__}]" if ei and ei[0] else ""
+
+
+def logging_dict(level: str = "INFO", fmt: str = "text", log_file: Path | None = None) -> dict[str, Any]:
+    formatter = (
+        {"()": "mcpproxy.logs.JsonFormatter"}
+        if fmt == "json"
+        else {"()": "mcpproxy.logs.OneLineFormatter", "format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    )
+    common = {"formatter": "main", "level": level.upper(), "filters": ["quiet"]}
+    handlers: dict[str, Any] = {"stderr": {"class": "logging.StreamHandler", **common}}
+    if log_file is not None:
+        handlers["file"] = {
+            "class": "logging.handlers.RotatingFileHandler",
+            "filename": str(log_file),
+            "maxBytes": 5 * 1024 * 1024,
+            "backupCount": 3,
+            **common,
+        }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"main": formatter},
+        "filters": {"quiet": {"()": "mcpproxy.logs.QuietFilter"}},
+        "handlers": handlers,
+        "root": {"level": level.upper(), "handlers": list(handlers)},
+        "loggers": {name: {"level": "WARNING"} for name in QUIET},
+    }
+
+
+def setup_logging(level: str = "INFO", fmt: str = "text", log_file: Path | None = None) -> dict[str, Any]:
+    conf = logging_dict(level, fmt, log_file)
+    logging.config.dictConfig(conf)
+    return conf
