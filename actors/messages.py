@@ -17,6 +17,7 @@ from mcpproxy.config import Config, ServerConfig
 @dataclass(frozen=True)
 class Start:
     config: Config
+    service_pid: int = 0
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ TokenActor re-checks its timers within seconds (Thespian's timers stop while the
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections import deque
 from datetime import timedelta
@@ -56,9 +58,11 @@ class Supervisor(GuardedActor):
         self.restarts: dict[str, deque[float]] = {}
         self.stopping = False
         self.clock_offset = 0.0
+        self.service_pid = 0
 
     def receiveMsg_Start(self, msg: Start, sender: Any) -> None:
         self.config = msg.config
+        self.service_pid = msg.service_pid
         store, note = open_or_set_aside(msg.config.data_dir)
         store.close()
         self.hub = self.createActor(EventHub)
@@ -157,6 +161,11 @@ class Supervisor(GuardedActor):
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         if msg.payload != "clock" or self.stopping:
             return
+        if self.service_pid and not _alive(self.service_pid):
+            # The service died without stopping us (kill -9): never keep refreshing behind a new instance's
+            # back. Thespian's daemonized admin, its logger and every actor share this process group.
+            log.error("the service process %d is gone; stopping every actor", self.service_pid)
+            os.killpg(os.getpgid(0), signal.SIGKILL)
         offset = time.time() - time.monotonic()
         if abs(offset - self.clock_offset) > CLOCK_JUMP:
             log.info("the wall clock moved %.1fs against the monotonic clock (sleep?); re-checking timers",
@@ -167,3 +176,13 @@ class Supervisor(GuardedActor):
         self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
 
 
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from typing import Any
 
 from thespian.actors import ActorSystem
@@ -20,6 +21,18 @@ class ActorSystemError(RuntimeError):
     pass
 
 
+def become_subreaper() -> None:
+    """Thespian's admin daemonizes (setsid + double fork); as a subreaper we stay every actor's ancestor,
+    so the service can account for and stop its processes by PID (Linux only; elsewhere a no-op)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
 def tune_thespian() -> None:
     import thespian.system.transport.MultiprocessQueueTransport as mqt
 
@@ -30,6 +43,7 @@ def tune_thespian() -> None:
 def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> ActorSystem:
     """Call before any socket or thread exists: every actor process is forked from here."""
     tune_thespian()
+    become_subreaper()
     capabilities: dict[str, Any] = {}
     if config.actor_system == "multiprocTCPBase":
         # Trusted networks only (docs/security.md): Thespian's TCP base listens on all interfaces.
@@ -44,7 +58,7 @@ def start_supervisor(asys: ActorSystem, config: Config, timeout: float = 60.0) -
     from actors.supervisor import Supervisor
 
     sup = asys.createActor(Supervisor)
-    answer = asys.ask(sup, Start(config), timeout)
+    answer = asys.ask(sup, Start(config, os.getpid()), timeout)
     if not isinstance(answer, Started):
         raise ActorSystemError(f"the supervisor did not start: {answer!r}")
     return sup, answer
