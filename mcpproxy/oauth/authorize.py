@@ -1,0 +1,86 @@
+"""The authorization request (RFC 6749 §4.1.1 with PKCE, RFC 8707) and its response's `iss` (RFC 9207)."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from mcpproxy.oauth.discovery import AuthServerMetadata
+from mcpproxy.oauth.errors import OAuthError, clean_server_text
+from mcpproxy.oauth.http import require_secure, safe_url
+
+# Parameters that carry the flow's security; config extra_params cannot replace them.
+_PROTECTED = frozenset(
+    {
+        "response_type",
+        "client_id",
+        "redirect_uri",
+        "state",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
+
+
+def authorization_url(
+    metadata: AuthServerMetadata,
+    *,
+    client_id: str,
+    redirect_uri: str,
+    scopes: tuple[str, ...],
+    state: str,
+    code_challenge: str,
+    resource: str,
+    extra_params: dict[str, str] | None = None,
+) -> str:
+    """The URL to send the person's browser to. Refuses a server that does not advertise S256."""
+    endpoint = metadata.authorization_endpoint
+    what = f"authorization request to {safe_url(endpoint)}"
+    require_secure(endpoint, what)
+    if "S256" not in metadata.code_challenge_methods_supported:
+        # MCP spec: clients MUST refuse when PKCE support is not advertised.
+        raise OAuthError(
+            "config",
+            f"{what}: authorization server {safe_url(metadata.issuer)} does not advertise PKCE "
+            "S256 (code_challenge_methods_supported); mcpproxy refuses to log in without it",
+        )
+    params: dict[str, str] = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "state": state,
+        "code_challenge": code_challenge,
+        "code_challenge_method": "S256",
+    }
+    if scopes:
+        params["scope"] = " ".join(scopes)
+    if resource:
+        params["resource"] = resource  # RFC 8707 §2.1
+    for name, value in (extra_params or {}).items():
+        if name in _PROTECTED:
+            raise OAuthError("config", f"oauth.extra_params may not set {name!r}")
+        params[name] = value
+    parts = urlsplit(endpoint)
+    # RFC 6749 §3.1: keep the endpoint's own query; ours replace same-named ones.
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query.extend(params.items())
+    return urlunsplit(
+        (parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), "")
+    )
+
+
+def check_callback_iss(metadata: AuthServerMetadata, iss: str | None) -> None:
+    """RFC 9207 §2.4: the callback's `iss` must be the issuer we sent the person to."""
+    if iss is not None:
+        if iss != metadata.issuer:
+            raise OAuthError(
+                "protocol",
+                f"authorization response names issuer {clean_server_text(iss, 120)!r}, "
+                f"expected {metadata.issuer!r} (possible mix-up attack)",
+            )
+        return
+    if metadata.iss_parameter_supported:
+        raise OAuthError(
+            "protocol",
+            f"authorization response from {safe_url(metadata.issuer)} lacks the iss parameter "
+            "its metadata promises (RFC 9207)",
+        )

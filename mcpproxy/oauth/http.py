@@ -1,0 +1,270 @@
+"""HTTP plumbing for the OAuth functions: one session shape, URL checks, failures mapped to OAuthError."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import ipaddress
+import json
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote_plus, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from mcpproxy import __version__
+from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
+
+# requests-oauthlib and oauthlib log tokens at DEBUG (DESIGN §1).
+for _name in ("requests_oauthlib", "oauthlib"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 20.0)  # connect, read
+USER_AGENT = f"mcpproxy/{__version__}"
+
+# RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
+_ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+
+
+def new_session() -> requests.Session:
+    """A pooled session that ignores proxy and netrc settings from the environment."""
+    session = requests.Session()
+    session.trust_env = False
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=8, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = USER_AGENT
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+@contextlib.contextmanager
+def session_scope(session: requests.Session | None) -> Iterator[requests.Session]:
+    """The caller's session, or a fresh one closed on exit."""
+    if session is not None:
+        yield session
+        return
+    own = new_session()
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (also bracketed or IPv4-mapped) and "localhost"."""
+    host = host.strip().rstrip(".").lower()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost":
+        return True
+    try:
+        addr = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return addr.is_loopback
+
+
+def safe_url(url: str) -> str:
+    """The URL without user info, query or fragment: fit for a message."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if not parts.scheme or not host:
+        return clean_server_text(url.split("?", 1)[0].split("#", 1)[0], 200)
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{port}" if port is not None else host
+    return clean_server_text(f"{parts.scheme}://{netloc}{parts.path}", 300)
+
+
+def require_secure(url: str, what: str) -> None:
+    """OAuthError("config") unless `url` is https, or http to a loopback host."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise OAuthError("config", f"{what}: {safe_url(url)} is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if not host:
+        raise OAuthError("config", f"{what}: {safe_url(url)} is not an absolute http(s) URL")
+    if scheme == "https":
+        return
+    if scheme == "http" and is_loopback_host(host):
+        return
+    raise OAuthError(
+        "config", f"{what}: {safe_url(url)} must use https (plain http is allowed only on loopback)"
+    )
+
+
+def request(
+    session: requests.Session, method: str, url: str, *, what: str, **kw: Any
+) -> requests.Response:
+    """session.request with a timeout, no redirects for non-GET, and transport failures classified."""
+    kw.setdefault("timeout", DEFAULT_TIMEOUT)
+    kw.setdefault("allow_redirects", method.upper() in ("GET", "HEAD"))
+    try:
+        host = urlsplit(url).hostname or "?"
+    except ValueError:
+        host = "?"
+    try:
+        return session.request(method, url, **kw)
+    except (
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidURL,
+        requests.exceptions.URLRequired,
+    ):
+        raise OAuthError("config", f"{what}: {safe_url(url)} is not a valid URL") from None
+    except requests.exceptions.TooManyRedirects:
+        raise OAuthError("protocol", f"{what}: {host} redirected too many times") from None
+    except requests.exceptions.RequestException as exc:
+        # `from None`: the chained urllib3 errors quote the request path.
+        raise OAuthError("network", f"{what}: cannot reach {host}: {_short_reason(exc)}") from None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """exc and every exception it wraps (causes, contexts, urllib3 reasons, args)."""
+    found: list[BaseException] = []
+    seen: set[int] = set()
+    stack = [exc]
+    while stack and len(found) < 32:
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        found.append(cur)
+        for nxt in (getattr(cur, "reason", None), cur.__cause__, cur.__context__, *cur.args):
+            if isinstance(nxt, BaseException):
+                stack.append(nxt)
+    return found
+
+
+def _short_reason(exc: BaseException) -> str:
+    """A few words on why a request failed, free of URLs, bodies and headers."""
+    chain = _chain(exc)
+
+    def has(*types: type[BaseException]) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted ({clean_server_text(e.verify_message or 'verify failed', 80)})"
+    if has(requests.exceptions.SSLError, ssl.SSLError):
+        return "TLS handshake failed"
+    if has(requests.exceptions.ConnectTimeout):
+        return "connection timed out"
+    if has(requests.exceptions.ReadTimeout, socket.timeout, TimeoutError):
+        return "no answer in time"
+    if has(ConnectionRefusedError):
+        return "connection refused"
+    if has(socket.gaierror) or any("NameResolution" in type(e).__name__ for e in chain):
+        return "host name not resolved"
+    if has(ConnectionResetError):
+        return "connection reset"
+    if has(http.client.RemoteDisconnected):
+        return "connection closed without an answer"
+    if has(requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
+        return "answer cut off"
+    if has(requests.exceptions.ProxyError):
+        return "proxy failed"
+    return "connection failed"
+
+
+def error_fields(resp: requests.Response) -> tuple[str | None, str | None]:
+    """The RFC 6749 §5.2 `error` code and cleaned `error_description` of a JSON error body."""
+    try:
+        doc = json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(doc, dict):
+        return None, None
+    code = doc.get("error")
+    desc = doc.get("error_description")
+    code = code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
+    desc = clean_server_text(desc, 200) if isinstance(desc, str) and desc.strip() else None
+    return code, desc
+
+
+def error_from_response(
+    resp: requests.Response, what: str, *, invalid_grant_message: str | None = None
+) -> OAuthError:
+    """The classified OAuthError for a non-2xx answer (status first, then the §5.2 error code)."""
+    status = resp.status_code
+    code, desc = error_fields(resp)
+    return error_from_fields(
+        status,
+        code,
+        desc,
+        what,
+        retry_after_header=resp.headers.get("Retry-After"),
+        invalid_grant_message=invalid_grant_message,
+    )
+
+
+def error_from_fields(
+    status: int,
+    code: str | None,
+    desc: str | None,
+    what: str,
+    *,
+    retry_after_header: str | None = None,
+    invalid_grant_message: str | None = None,
+) -> OAuthError:
+    kind = classify_status(status, code)
+    detail = f" ({desc})" if desc else ""
+    if kind == "server":
+        retry_after = parse_retry_after(retry_after_header)
+        msg = f"{what}: the server answered HTTP {status}"
+        if code:
+            msg += f" {code}"
+        if retry_after is not None:
+            msg += f"; retry after {retry_after:.0f} s"
+        return OAuthError("server", msg, retry_after)
+    if kind == "invalid_grant":
+        sentence = (
+            invalid_grant_message or "the authorization server rejected the grant — log in again"
+        )
+        return OAuthError("invalid_grant", f"{what}: {sentence} (invalid_grant){detail}")
+    if kind == "invalid_client":
+        return OAuthError(
+            "invalid_client",
+            f"{what}: the authorization server does not accept this client ({code}){detail}"
+            " — check oauth.client_id / client_secret, then log in again",
+        )
+    if code:
+        return OAuthError("protocol", f"{what}: the server answered HTTP {status} {code}{detail}")
+    return OAuthError("protocol", f"{what}: the server answered HTTP {status}")
+
+
+def client_auth(form: dict[str, str], client_id: str, client_secret: str | None) -> dict[str, str]:
+    """Headers for client authentication; adds client_id to `form` for a public client.
+
+    RFC 6749 §2.3.1: client_secret_basic, each part form-urlencoded before base64.
+    """
+    if client_secret is None:
+        form["client_id"] = client_id
+        return {}
+    raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode("ascii")
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+def json_object(resp: requests.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or None when it is not one."""
+    try:
+        doc = json.loads(resp.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None

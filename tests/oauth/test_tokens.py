@@ -1,0 +1,236 @@
+"""mcpproxy.oauth.tokens: code exchange, refresh and the checks on token answers."""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+import pytest
+import requests
+
+from mcpproxy.oauth.errors import OAuthError
+from mcpproxy.oauth.tokens import TokenResponse, exchange_code, parse_token_response, refresh
+from tests.oauth.test_http import Canned, CannedServer, canned_fixture, refused_url
+
+canned = pytest.fixture(canned_fixture)
+GOOD = {
+    "access_token": "AT-SECRET",
+    "token_type": "bearer",
+    "refresh_token": "RT-SECRET",
+    "expires_in": 3600,
+    "scope": "a b",
+}
+SECRETS = ("AT-SECRET", "RT-SECRET", "CODE-SECRET", "VERIFIER-SECRET", "CLIENT-SECRET")
+
+
+def no_secrets(text: str) -> None:
+    for s in SECRETS:
+        assert s not in text
+
+
+def do_refresh(server: CannedServer, **kw: Any) -> TokenResponse:
+    args: dict[str, Any] = dict(
+        refresh_token="RT-SECRET",
+        client_id="cid",
+        client_secret=None,
+        resource="https://mcp.example.com/mcp",
+    )
+    args.update(kw)
+    return refresh(server.url("/token"), **args)
+
+
+def test_exchange_code_public_client(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, GOOD))
+    tok = exchange_code(
+        canned.url("/token"),
+        code="CODE-SECRET",
+        code_verifier="VERIFIER-SECRET",
+        client_id="cid",
+        client_secret=None,
+        redirect_uri="http://127.0.0.1:1/cb",
+        resource="https://mcp.example.com/mcp",
+    )
+    assert tok == TokenResponse("AT-SECRET", "Bearer", "RT-SECRET", 3600.0, ("a", "b"))
+    no_secrets(repr(tok))
+    sent = canned.requests[0]
+    assert sent.form() == {
+        "grant_type": "authorization_code",
+        "code": "CODE-SECRET",
+        "redirect_uri": "http://127.0.0.1:1/cb",
+        "code_verifier": "VERIFIER-SECRET",
+        "resource": "https://mcp.example.com/mcp",
+        "client_id": "cid",
+    }
+    assert "authorization" not in sent.headers
+    assert sent.headers["content-type"] == "application/x-www-form-urlencoded"
+
+
+def test_refresh_confidential_client_uses_basic(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, {"access_token": "AT2", "expires_in": "3599"}))
+    tok = do_refresh(
+        canned, client_id="c id", client_secret="CLIENT-SECRET", scopes=("a",), resource=None
+    )
+    assert (tok.access_token, tok.token_type, tok.refresh_token, tok.expires_in, tok.scope) == (
+        "AT2",
+        "Bearer",
+        None,
+        3599.0,
+        None,
+    )
+    sent = canned.requests[0]
+    assert sent.form() == {
+        "grant_type": "refresh_token",
+        "refresh_token": "RT-SECRET",
+        "scope": "a",
+    }
+    scheme, value = sent.headers["authorization"].split(" ", 1)
+    assert scheme == "Basic"
+    assert base64.b64decode(value).decode() == "c+id:CLIENT-SECRET"
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind"),
+    [
+        (Canned(500, {"error": "server_error"}), "server"),
+        (Canned(503, {}, {"Retry-After": "12"}), "server"),
+        (Canned(429, ""), "server"),
+        (
+            Canned(400, {"error": "invalid_grant", "error_description": "refresh token revoked"}),
+            "invalid_grant",
+        ),
+        (Canned(401, {"error": "invalid_client"}), "invalid_client"),
+        (Canned(400, {"error": "unauthorized_client"}), "invalid_client"),
+        (Canned(400, {"error": "invalid_scope"}), "protocol"),
+        (Canned(400, {"error": "unsupported_grant_type"}), "protocol"),
+        (Canned(403, "<html>forbidden</html>"), "protocol"),
+        (Canned(200, {"error": "invalid_grant"}), "invalid_grant"),  # GitHub style
+        (Canned(200, "<html>proxy</html>"), "protocol"),
+        (Canned(200, ["AT-SECRET"]), "protocol"),
+        (Canned(200, {"token_type": "Bearer", "expires_in": 3600}), "protocol"),
+        (Canned(200, {"access_token": "", "expires_in": 3600}), "protocol"),
+        (Canned(200, {**GOOD, "token_type": "mac"}), "protocol"),
+        (Canned(200, {**GOOD, "token_type": "DPoP"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": -1}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": 0}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": "soon"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": "3599.9"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": "-5"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": "1e3"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": "NaN"}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": float("inf")}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": 1e12}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": True}), "protocol"),
+        (Canned(200, {**GOOD, "expires_in": [3600]}), "protocol"),
+        (Canned(200, {**GOOD, "refresh_token": 5}), "protocol"),
+        (Canned(200, {**GOOD, "scope": 5}), "protocol"),
+        (Canned(302, b"", {"Location": "https://elsewhere.example.com/token"}), "protocol"),
+    ],
+)
+def test_refresh_failures(canned: CannedServer, answer: Canned, kind: str) -> None:
+    canned.add("POST", "/token", answer)
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned, client_secret="CLIENT-SECRET")
+    err = info.value
+    assert err.kind == kind
+    assert err.message.startswith(f"token refresh at {canned.url('/token')}: ")
+    no_secrets(err.message)
+    no_secrets(repr(err))
+    assert len(canned.requests) == 1  # no redirect followed
+
+
+def test_invalid_grant_sentences(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(400, {"error": "invalid_grant"}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert (
+        "the authorization server no longer accepts this refresh token — log in again"
+        in info.value.message
+    )
+    assert info.value.permanent
+    with pytest.raises(OAuthError) as info:
+        exchange_code(
+            canned.url("/token"),
+            code="CODE-SECRET",
+            code_verifier="VERIFIER-SECRET",
+            client_id="cid",
+            client_secret=None,
+            redirect_uri="http://127.0.0.1:1/cb",
+            resource=None,
+        )
+    assert info.value.kind == "invalid_grant"
+    assert "authorization code" in info.value.message
+
+
+def test_retry_after_is_carried(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(503, {}, {"Retry-After": "12"}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.retry_after == 12.0
+
+
+@pytest.mark.parametrize(
+    ("extra", "expires_in", "scope"),
+    [
+        ({}, None, None),
+        ({"expires_in": 1.5}, 1.5, None),
+        ({"expires_in": "60"}, 60.0, None),
+        ({"expires_in": " 3599.0"}, 3599.0, None),
+        ({"expires_in": None, "scope": ""}, None, ()),
+        ({"scope": ["a", "b"]}, None, ("a", "b")),
+        ({"expires_in": 10 * 365 * 86400}, 315360000.0, None),
+    ],
+)
+def test_accepted_answers(
+    canned: CannedServer, extra: dict[str, Any], expires_in: float | None, scope: Any
+) -> None:
+    canned.add("POST", "/token", Canned(200, {"access_token": "AT", **extra}))
+    tok = do_refresh(canned)
+    assert (tok.token_type, tok.expires_in, tok.scope) == ("Bearer", expires_in, scope)
+
+
+def test_parse_token_response_directly(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, GOOD))
+    with requests.Session() as s:
+        resp = s.post(canned.url("/token"), timeout=5)
+    assert parse_token_response(resp, what="x").refresh_token == "RT-SECRET"
+
+
+def test_network_and_insecure_endpoints() -> None:
+    with pytest.raises(OAuthError) as info:
+        refresh(
+            refused_url("/token"),
+            refresh_token="RT-SECRET",
+            client_id="c",
+            client_secret=None,
+            resource=None,
+        )
+    assert info.value.kind == "network"
+    with pytest.raises(OAuthError) as info:
+        refresh(
+            "http://as.example.com/token",
+            refresh_token="RT-SECRET",
+            client_id="c",
+            client_secret=None,
+            resource=None,
+        )
+    assert info.value.kind == "config"
+
+
+def test_timeout_on_a_hanging_endpoint(
+    canned: CannedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mcpproxy.oauth.http as oauth_http
+
+    monkeypatch.setattr(oauth_http, "DEFAULT_TIMEOUT", (2.0, 0.3))
+    canned.hang("POST", "/token")
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "network"
+
+
+def test_token_response_pickles_and_hides_secrets() -> None:
+    tok = TokenResponse("AT-SECRET", "Bearer", "RT-SECRET", 60.0, ("a",))
+    assert pickle.loads(pickle.dumps(tok)) == tok
+    no_secrets(repr(tok))
+    no_secrets(str(tok))
