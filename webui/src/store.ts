@@ -1,0 +1,415 @@
+// The one store of server state. It is fed by the SSE stream; REST answers only fill it
+// in (first load, after a reconnect, after an action). The backend decides everything:
+// this file copies its status objects, it never derives one.
+import { computed, reactive } from 'vue'
+import { Api, ApiError, forgetApiKey } from './api'
+import {
+  EVENT_NAMES,
+  type ErrorInfo,
+  type EventFrame,
+  type EventName,
+  type EventRecord,
+  type OAuthStatus,
+  type ServerStatus,
+} from './types'
+import { formatClock, parseIso } from './time'
+
+export type ConnectionState = 'connecting' | 'live' | 'reconnecting'
+
+export interface Notice {
+  id: number
+  kind: 'error' | 'info'
+  text: string
+  link: { href: string; label: string } | null
+}
+
+interface State {
+  servers: ServerStatus[]
+  loaded: boolean
+  loadError: string | null
+  keyRejected: boolean
+  connection: ConnectionState
+  events: EventRecord[]
+  notices: Notice[]
+  /** Server name → the action in flight for it, so its buttons can wait. */
+  busy: Record<string, 'login' | 'logout' | 'refresh'>
+  busyAll: boolean
+}
+
+const MAX_EVENTS = 50
+const MAX_NOTICES = 4
+const INFO_NOTICE_MS = 8000
+// The gateway pings every 15 s; three missed pings mean the stream is silently dead.
+const SILENCE_MS = 45_000
+const RETRY_MIN_MS = 1000
+const RETRY_MAX_MS = 30_000
+
+export const state = reactive<State>({
+  servers: [],
+  loaded: false,
+  loadError: null,
+  keyRejected: false,
+  connection: 'connecting',
+  events: [],
+  notices: [],
+  busy: {},
+  busyAll: false,
+})
+
+export const counts = computed(() => {
+  const byStatus: Record<OAuthStatus, number> = { none: 0, authenticated: 0, expired: 0, error: 0 }
+  // Like the gateway's stats: statuses count OAuth servers, the total counts every server.
+  for (const server of state.servers) if (server.is_oauth) byStatus[server.oauth_status] += 1
+  return { total: state.servers.length, byStatus }
+})
+
+export const hasOAuth = computed(() => state.servers.some((server) => server.is_oauth))
+
+/** A token is held while the backend reports one with an expiry (authenticated or expired). */
+export function holdsToken(server: ServerStatus): boolean {
+  return server.is_oauth && (server.oauth_status === 'authenticated' || server.oauth_status === 'expired')
+}
+
+/** The backend's own rule, shown as-is: a person must log in. */
+export function needsLogin(server: ServerStatus): boolean {
+  return (
+    server.is_oauth &&
+    (server.action === 'login' || server.oauth_status === 'none' || server.oauth_status === 'expired' ||
+      server.oauth_status === 'error')
+  )
+}
+
+let api: Api | null = null
+let source: EventSource | null = null
+let lastHeard = 0
+let lastEventId = ''
+let retryMs = RETRY_MIN_MS
+let retryTimer: number | undefined
+let watchdog: number | undefined
+let noticeSeq = 0
+let eventSeq = 0
+// Every servers.changed bumps `changeSeq`; a REST answer started before a later event for
+// the same server is older than what the event said and is dropped for that server.
+let changeSeq = 0
+const changedAt = new Map<string, number>()
+const pendingOne = new Map<string, number>()
+
+export function start(key: string): void {
+  api = new Api(key)
+  connect()
+  watchdog = window.setInterval(checkSilence, 5000)
+  void refreshAll()
+}
+
+export function stop(): void {
+  source?.close()
+  source = null
+  window.clearTimeout(retryTimer)
+  window.clearInterval(watchdog)
+  for (const timer of pendingOne.values()) window.clearTimeout(timer)
+  pendingOne.clear()
+  api = null
+}
+
+// ---- SSE ---------------------------------------------------------------------------
+
+function connect(): void {
+  if (!api) return
+  // A fresh EventSource does not send Last-Event-ID; the gateway also reads it from the query.
+  const url = api.eventsUrl() + (lastEventId ? `&lastEventId=${encodeURIComponent(lastEventId)}` : '')
+  const es = new EventSource(url)
+  source = es
+  es.addEventListener('open', () => {
+    if (source !== es) return
+    lastHeard = Date.now()
+    retryMs = RETRY_MIN_MS
+    state.connection = 'live'
+    // Whatever changed before the stream was open (first load, or beyond the replay ring)
+    // is in the list: a full read costs little.
+    void refreshAll()
+  })
+  es.addEventListener('error', () => {
+    if (source !== es) return
+    state.connection = 'reconnecting'
+    // CONNECTING: the browser retries by itself with Last-Event-ID. CLOSED: it gave up
+    // (an HTTP error answer), so retry ourselves and find out whether the key still works.
+    if (es.readyState === EventSource.CLOSED) {
+      es.close()
+      scheduleReconnect()
+      void refreshAll()
+    }
+  })
+  es.addEventListener('ping', () => {
+    lastHeard = Date.now()
+  })
+  for (const name of EVENT_NAMES) {
+    es.addEventListener(name, (event) => {
+      if (source !== es) return
+      lastHeard = Date.now()
+      const message = event as MessageEvent<string>
+      if (message.lastEventId) lastEventId = message.lastEventId
+      onEvent(name, message)
+    })
+  }
+}
+
+function scheduleReconnect(): void {
+  window.clearTimeout(retryTimer)
+  retryTimer = window.setTimeout(() => {
+    if (state.keyRejected) return
+    connect()
+  }, retryMs)
+  retryMs = Math.min(retryMs * 2, RETRY_MAX_MS)
+}
+
+function checkSilence(): void {
+  if (state.connection !== 'live' || !source) return
+  if (Date.now() - lastHeard > SILENCE_MS) {
+    source.close()
+    source = null
+    state.connection = 'reconnecting'
+    connect()
+  }
+}
+
+function onEvent(name: EventName, event: MessageEvent<string>): void {
+  let frame: EventFrame
+  try {
+    frame = JSON.parse(event.data) as EventFrame
+  } catch {
+    return
+  }
+  const payload = frame?.payload
+  if (!payload || typeof payload !== 'object') return
+  const server = String((name === 'servers.changed' ? payload.name : payload.server_name) ?? '')
+  recordEvent(name, event.lastEventId, server, frame.timestamp, payload)
+  if (name === 'servers.changed') {
+    const { reason: _reason, ...status } = payload
+    changeSeq += 1
+    changedAt.set(server, changeSeq)
+    upsert(status as unknown as ServerStatus)
+  } else if (server) {
+    scheduleRefreshOne(server)
+  }
+}
+
+function recordEvent(
+  name: EventName,
+  id: string,
+  server: string,
+  timestamp: number,
+  payload: Record<string, unknown>,
+): void {
+  if (id && state.events.some((row) => row.id === id)) return
+  eventSeq += 1
+  const at = typeof timestamp === 'number' && Number.isFinite(timestamp) ? timestamp * 1000 : Date.now()
+  state.events.unshift({ key: id || `local-${eventSeq}`, id, name, server, at, detail: describe(name, payload) })
+  if (state.events.length > MAX_EVENTS) state.events.length = MAX_EVENTS
+}
+
+function describe(name: EventName, payload: Record<string, unknown>): string {
+  switch (name) {
+    case 'servers.changed': {
+      const reason = typeof payload.reason === 'string' ? payload.reason : ''
+      const status = typeof payload.oauth_status === 'string' ? payload.oauth_status : ''
+      return [status, reason].filter(Boolean).join(' · ')
+    }
+    case 'oauth.login_completed':
+      return 'logged in'
+    case 'oauth.token_refreshed': {
+      const expires = parseIso(typeof payload.expires_at === 'string' ? payload.expires_at : null)
+      return expires === null ? 'token refreshed' : `token refreshed, expires ${formatClock(expires)}`
+    }
+    case 'oauth.refresh_failed': {
+      const error = payload.error as ErrorInfo | null | undefined
+      const message = error?.message ?? 'refresh failed'
+      return payload.action === 'login' ? `${message} — log in again` : message
+    }
+    case 'oauth.logout': {
+      const revoked = payload.revoked === true ? 'tokens revoked' : 'logged out'
+      const reason = typeof payload.reason === 'string' && payload.reason ? ` (${payload.reason})` : ''
+      return revoked + reason
+    }
+  }
+}
+
+// ---- server list -------------------------------------------------------------------
+
+function upsert(status: ServerStatus): void {
+  if (!status || typeof status.name !== 'string') return
+  const index = state.servers.findIndex((server) => server.name === status.name)
+  if (index === -1) state.servers.push(status)
+  else state.servers[index] = status
+}
+
+function removeServer(name: string): void {
+  const index = state.servers.findIndex((server) => server.name === name)
+  if (index !== -1) state.servers.splice(index, 1)
+}
+
+/** Reads every server; keeps what an event said meanwhile. */
+export async function refreshAll(): Promise<void> {
+  if (!api) return
+  const startedAt = changeSeq
+  try {
+    const data = await api.listServers()
+    const fresh = new Set(data.servers.map((server) => server.name))
+    const merged = data.servers.map((server) =>
+      (changedAt.get(server.name) ?? 0) > startedAt
+        ? (state.servers.find((local) => local.name === server.name) ?? server)
+        : server,
+    )
+    for (const local of state.servers) {
+      if (!fresh.has(local.name) && (changedAt.get(local.name) ?? 0) > startedAt) merged.push(local)
+    }
+    state.servers = merged
+    state.loaded = true
+    state.loadError = null
+  } catch (error) {
+    if (isKeyRejected(error)) return
+    state.loadError = sentence(error)
+  }
+}
+
+function scheduleRefreshOne(name: string): void {
+  window.clearTimeout(pendingOne.get(name))
+  pendingOne.set(
+    name,
+    window.setTimeout(() => {
+      pendingOne.delete(name)
+      void refreshOne(name)
+    }, 150),
+  )
+}
+
+async function refreshOne(name: string): Promise<void> {
+  if (!api) return
+  const startedAt = changeSeq
+  try {
+    const status = await api.getServer(name)
+    if ((changedAt.get(name) ?? 0) <= startedAt) upsert(status)
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) removeServer(name)
+    else isKeyRejected(error)
+  }
+}
+
+// ---- actions -----------------------------------------------------------------------
+
+/**
+ * Asks for an authorization URL and opens it in a new tab. The tab is opened before the
+ * request so the browser counts it as the click's own popup and does not block it.
+ */
+export async function login(name: string): Promise<void> {
+  if (!api || state.busy[name]) return
+  const tab = openPlaceholderTab()
+  state.busy[name] = 'login'
+  try {
+    const data = await api.login(name)
+    if (data.browser_opened) {
+      tab?.close()
+      notify('info', `The sign-in page for ${name} opened in your browser.`, {
+        href: data.auth_url,
+        label: 'Open it here instead',
+      })
+    } else if (tab && !tab.closed) {
+      tab.location.href = data.auth_url
+    } else {
+      notify('info', `Your browser blocked the sign-in tab for ${name}.`, {
+        href: data.auth_url,
+        label: 'Open the sign-in page',
+      })
+    }
+  } catch (error) {
+    tab?.close()
+    fail(error)
+  } finally {
+    delete state.busy[name]
+  }
+}
+
+function openPlaceholderTab(): Window | null {
+  const tab = window.open('', '_blank')
+  if (!tab) return null
+  try {
+    tab.opener = null
+    tab.document.title = 'Signing in…'
+    tab.document.body.textContent = 'Opening the sign-in page…'
+  } catch {
+    // A browser that isolates the new tab still lets us navigate it.
+  }
+  return tab
+}
+
+export async function logout(name: string): Promise<void> {
+  if (!api || state.busy[name]) return
+  state.busy[name] = 'logout'
+  try {
+    await api.logout(name)
+    scheduleRefreshOne(name)
+  } catch (error) {
+    fail(error)
+  } finally {
+    delete state.busy[name]
+  }
+}
+
+export async function logoutAll(): Promise<void> {
+  if (!api || state.busyAll) return
+  state.busyAll = true
+  try {
+    const data = await api.logoutAll()
+    await refreshAll()
+    const count = data.results.length
+    notify('info', `Logged out of ${count} server${count === 1 ? '' : 's'}.`)
+  } catch (error) {
+    fail(error)
+  } finally {
+    state.busyAll = false
+  }
+}
+
+export async function refresh(name: string): Promise<void> {
+  if (!api || state.busy[name]) return
+  state.busy[name] = 'refresh'
+  try {
+    await api.refresh(name)
+    scheduleRefreshOne(name)
+  } catch (error) {
+    fail(error)
+  } finally {
+    delete state.busy[name]
+  }
+}
+
+// ---- notices -----------------------------------------------------------------------
+
+export function notify(kind: Notice['kind'], text: string, link: Notice['link'] = null): void {
+  noticeSeq += 1
+  const id = noticeSeq
+  state.notices.push({ id, kind, text, link })
+  if (state.notices.length > MAX_NOTICES) state.notices.splice(0, state.notices.length - MAX_NOTICES)
+  if (kind === 'info') window.setTimeout(() => dismiss(id), INFO_NOTICE_MS)
+}
+
+export function dismiss(id: number): void {
+  const index = state.notices.findIndex((notice) => notice.id === id)
+  if (index !== -1) state.notices.splice(index, 1)
+}
+
+function fail(error: unknown): void {
+  if (isKeyRejected(error)) return
+  notify('error', sentence(error))
+}
+
+function sentence(error: unknown): string {
+  return error instanceof Error && error.message ? error.message : 'Something went wrong.'
+}
+
+function isKeyRejected(error: unknown): boolean {
+  if (!(error instanceof ApiError) || error.status !== 401) return false
+  state.keyRejected = true
+  forgetApiKey()
+  stop()
+  return true
+}

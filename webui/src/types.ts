@@ -1,0 +1,89 @@
+// Shapes of the REST and SSE contract (DESIGN.md §2 "Status", §3 "REST", "SSE").
+
+export type OAuthStatus = 'none' | 'authenticated' | 'expired' | 'error'
+export type RefreshState = 'idle' | 'scheduled' | 'refreshing' | 'retrying' | 'failed'
+
+export interface ErrorInfo {
+  kind: string
+  message: string
+}
+
+export interface ServerStatus {
+  name: string
+  url: string | null
+  protocol: string
+  enabled: boolean
+  is_oauth: boolean
+  oauth_status: OAuthStatus
+  refresh_state: RefreshState
+  token_expires_at: string | null
+  next_refresh_at: string | null
+  last_refresh_at: string | null
+  refresh_count: number
+  retry_count: number
+  last_error: ErrorInfo | null
+  action: 'login' | null
+  user_logged_out: boolean
+  connected: boolean | null
+  last_probe_at: string | null
+}
+
+export interface ServerStats {
+  total: number
+  by_status: Record<OAuthStatus, number>
+}
+
+export interface ServersData {
+  servers: ServerStatus[]
+  stats: ServerStats
+}
+
+export interface LoginData {
+  server: string
+  auth_url: string
+  browser_opened: boolean
+}
+
+export interface LogoutData {
+  server: string
+  action: 'logout'
+  revoked: boolean
+}
+
+export interface LogoutAllData {
+  results: LogoutData[]
+}
+
+export interface RefreshData {
+  server: string
+  token_expires_at: string | null
+}
+
+export type Envelope<T> = { success: true; data: T } | { success: false; error: string }
+
+export const EVENT_NAMES = [
+  'servers.changed',
+  'oauth.login_completed',
+  'oauth.token_refreshed',
+  'oauth.refresh_failed',
+  'oauth.logout',
+] as const
+
+export type EventName = (typeof EVENT_NAMES)[number]
+
+/** The `data:` line of every SSE frame. */
+export interface EventFrame {
+  payload: Record<string, unknown>
+  timestamp: number
+}
+
+/** One row of the events panel. */
+export interface EventRecord {
+  key: string
+  id: string
+  name: EventName
+  server: string
+  /** Unix milliseconds. */
+  at: number
+  detail: string
+}
