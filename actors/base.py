@@ -52,6 +52,16 @@ def guarded(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def name_process(title: str) -> None:
+    """Names this actor's process (ps, top, psutil) — e.g. `mcpproxy:github` (Linux keeps 15 bytes)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+    except (OSError, AttributeError):
+        pass
+
+
 class GuardedActor(ActorTypeDispatcher):
     """Wraps every receiveMsg_* handler of a subclass with `guarded`."""
 

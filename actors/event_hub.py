@@ -10,7 +10,7 @@ import time
 from collections import Counter, deque
 from typing import Any
 
-from actors.base import GuardedActor
+from actors.base import GuardedActor, name_process
 from actors.messages import (
     Event,
     GetSnapshot,
@@ -69,6 +69,7 @@ class EventHub(GuardedActor):
             self.lateness_buckets[i] += 1
 
     def receiveMsg_Subscribe(self, msg: Subscribe, sender: Any) -> None:
+        name_process("mcpproxy-hub")
         if sender not in self.subscribers:
             self.subscribers.append(sender)
         self.send(sender, Subscribed(self.next_id))

@@ -48,6 +48,7 @@ class GetActors:
 @dataclass(frozen=True)
 class Actors:
     actors: dict[str, Any]
+    hub: Any = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,22 @@ class TokenRejected:
 
 
 @dataclass(frozen=True)
+class TokenRefused:
+    """The upstream answered 401 even to the token handed out after a TokenRejected: a person must log in.
+
+    Answered with the server's status."""
+
+    generation: int
+
+
+@dataclass(frozen=True)
+class ScopeRequired:
+    """The upstream answered 403 insufficient_scope: the next login asks for these too. Answered with the status."""
+
+    scopes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ProbeResult:
     generation: int
     connected: bool
@@ -171,7 +188,7 @@ class Failure:
 @dataclass(frozen=True)
 class Work:
     request_id: int
-    op: str  # discover | register | exchange | refresh | revoke
+    op: str  # discover | register | exchange | refresh | revoke | probe
     generation: int
     args: dict[str, Any] = field(repr=False)
 

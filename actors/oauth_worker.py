@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from thespian.actors import ActorExitRequest, WakeupMessage
 
-from actors.base import GuardedActor
+from actors.base import GuardedActor, name_process
 from actors.messages import Work, WorkDone
 from mcpproxy.oauth import discovery, http, registration, revocation, tokens
 from mcpproxy.oauth.errors import OAuthError
@@ -40,6 +40,7 @@ class OAuthWorker(GuardedActor):
 
     def receiveMsg_Work(self, msg: Work, sender: Any) -> None:
         if self.pool is None:  # created here, after fork, never inherited
+            name_process("mcpproxy-oauth")
             self.pool = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="oauth")
         started = time.time()
         fut = self.pool.submit(self._run, msg)
@@ -122,4 +123,35 @@ class OAuthWorker(GuardedActor):
             if errors:
                 return errors[0]
             return True
+        if op == "probe":
+            with self._slot(a["url"]):
+                return probe_mcp(a["url"], a["token"], s)
         return OAuthError("config", f"unknown work {op!r}")
+
+
+PROBE_PROTOCOL = "2025-06-18"
+PROBE_TIMEOUT = (5.0, 10.0)
+
+
+def probe_mcp(url: str, token: str, session: Any) -> tuple[bool, str]:
+    """An MCP `initialize` with the token: (connected, detail). The session it opens is deleted again."""
+    auth = {"Authorization": f"Bearer {token}"}
+    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": PROBE_PROTOCOL, "capabilities": {},
+                       "clientInfo": {"name": "mcpproxy-probe", "version": "1"}}}
+    try:
+        r = session.post(url, json=body, timeout=PROBE_TIMEOUT, allow_redirects=False,
+                         headers={**auth, "Accept": "application/json, text/event-stream"})
+        r.content  # noqa: B018 — an SSE answer ends after the initialize result; read it whole
+    except Exception as e:  # noqa: BLE001 — every failure is an answer: not connected, and why
+        return False, f"the MCP server is unreachable: {type(e).__name__}"
+    sid = r.headers.get("Mcp-Session-Id")
+    if sid:
+        try:
+            session.delete(url, timeout=PROBE_TIMEOUT, allow_redirects=False,
+                           headers={**auth, "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROBE_PROTOCOL}).close()
+        except Exception as e:  # noqa: BLE001 — a session left behind expires on the server's side
+            log.info("probe could not close its MCP session: %s", type(e).__name__)
+    if r.status_code == 200:
+        return True, "initialize answered HTTP 200"
+    return False, f"initialize answered HTTP {r.status_code}"

@@ -18,7 +18,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, ChildActorExited, WakeupMessage
 
-from actors.base import GuardedActor
+from actors.base import GuardedActor, name_process
 from actors.event_hub import EventHub
 from actors.messages import (
     Actors,
@@ -61,6 +61,7 @@ class Supervisor(GuardedActor):
         self.service_pid = 0
 
     def receiveMsg_Start(self, msg: Start, sender: Any) -> None:
+        name_process("mcpproxy-sup")
         self.config = msg.config
         self.service_pid = msg.service_pid
         store, note = open_or_set_aside(msg.config.data_dir)
@@ -118,7 +119,7 @@ class Supervisor(GuardedActor):
         self.send(sender, Reloaded(dict(self.actors), added, removed, changed))
 
     def receiveMsg_GetActors(self, msg: GetActors, sender: Any) -> None:
-        self.send(sender, Actors(dict(self.actors)))
+        self.send(sender, Actors(dict(self.actors), self.hub))
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         self.stopping = True

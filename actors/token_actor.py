@@ -16,7 +16,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, WakeupMessage
 
-from actors.base import GuardedActor
+from actors.base import GuardedActor, name_process
 from actors.messages import (
     ClockJump,
     CompleteLogin,
@@ -33,8 +33,10 @@ from actors.messages import (
     Refreshed,
     RefreshMeasured,
     RefreshNow,
+    ScopeRequired,
     StartLogin,
     TokenAnswer,
+    TokenRefused,
     TokenRejected,
     Work,
     WorkDone,
@@ -117,6 +119,7 @@ class TokenActor(GuardedActor):
         if url_changed:
             self.discovery = None
         if first:
+            name_process(f"mcpproxy:{self.name}")
             self._load()
         self._evaluate(msg.reason)
 
@@ -282,6 +285,8 @@ class TokenActor(GuardedActor):
             self._on_registered(msg.result)
         elif msg.op == "exchange" and ctx is not None:
             self._on_exchanged(msg, ctx)
+        elif msg.op == "probe":
+            self._on_probed(msg)
         elif msg.op == "revoke":
             if isinstance(msg.result, OAuthError):
                 log.warning("server=%s revocation failed (%s): %s", self.name, msg.result.kind, msg.result.message)
@@ -369,6 +374,7 @@ class TokenActor(GuardedActor):
         )
         for asker, want in waiters:
             self._answer(asker, want)
+        self._probe()
 
     def _refresh_failed(self, err: OAuthError, ctx: Pending | None) -> None:
         if err.kind == "protocol":
@@ -656,6 +662,7 @@ class TokenActor(GuardedActor):
         self._evaluate("login_completed", (("oauth.login_completed", {"server_name": self.name}),))
         for asker, _ in askers:
             self.send(asker, LoginCompleted(self.name, self._status()))
+        self._probe()
 
     # ---- logout ------------------------------------------------------------------------------
 
@@ -682,6 +689,44 @@ class TokenActor(GuardedActor):
             self.send(asker, Failure(self.name, "login_required", f"server '{self.name}' was logged out", 401))
         if old:
             self._revoke(tokens, old)
+
+    # ---- what the pass-through learns from the upstream --------------------------------------
+
+    def _probe(self) -> None:
+        """Checks the upstream with the new token (an MCP initialize) so the status can say `connected`."""
+        token = self._valid_token()
+        if token is None or self.server is None or not self.server.url:
+            return
+        self._work("probe", {"url": self.server.url, "token": token}, Pending("probe", []))
+
+    def _on_probed(self, msg: WorkDone) -> None:
+        result = msg.result
+        connected, detail = (False, result.message) if isinstance(result, OAuthError) else result
+        if not connected:
+            log.warning("server=%s probe with the new token: %s", self.name, detail)
+        self.receiveMsg_ProbeResult(ProbeResult(msg.generation, bool(connected), detail), None)
+
+    def receiveMsg_ScopeRequired(self, msg: ScopeRequired, sender: Any) -> None:
+        scopes = tuple(dict.fromkeys((*self.rt.missing_scopes, *msg.scopes)))
+        if scopes != self.rt.missing_scopes:
+            self.rt.missing_scopes = scopes
+            log.warning("server=%s the MCP server asks for scope(s) %s; the next login requests them",
+                        self.name, " ".join(scopes))
+        self._evaluate("insufficient_scope")
+        self.send(sender, self._status())
+
+    def receiveMsg_TokenRefused(self, msg: TokenRefused, sender: Any) -> None:
+        if msg.generation == self.generation and self.record and not self.rt.failed:
+            self.rt.failed = True
+            self.rt.refresh_state = "failed"
+            self.retry_at = None
+            self.rt.last_error = {"kind": "invalid_grant", "message": (
+                "the MCP server refuses this server's token even right after a refresh — "
+                f"log in again: mcpproxy-ctl login {self.name}")}
+            self._persist(self.record)
+            log.warning("server=%s the MCP server refused a fresh token; a login is needed", self.name)
+            self._evaluate("upstream_refused")
+        self.send(sender, self._status())
 
 
 def _tokens_of(tok: Any) -> list[tuple[str, str]]:

@@ -101,7 +101,16 @@ class SSEReader:
                 server is None or e.data["payload"].get("server_name", e.data["payload"].get("name")) == server)]
 
     def close(self) -> None:
+        """Ends the stream now (a plain close would wait for the next byte, up to a 15 s ping)."""
+        conn = getattr(self._resp.raw, "_connection", None)
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         self._resp.close()
+        self._thread.join(5)
 
 
 @dataclass
@@ -161,9 +170,15 @@ class ServiceHandle:
         return [p.pid for p in procs if _running(p)]
 
     def stop(self, timeout: float = 20) -> int | None:
-        for r in self.readers:
-            r.close()
-        self.readers.clear()
+        try:
+            return self._stop(timeout)
+        finally:
+            # After the service ended their streams: closing a live one blocks until its next ping.
+            for r in self.readers:
+                r.close()
+            self.readers.clear()
+
+    def _stop(self, timeout: float) -> int | None:
         if self.proc is None:
             return None
         tree = self.pids()

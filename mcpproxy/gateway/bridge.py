@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -29,6 +30,9 @@ from actors.messages import (
 log = logging.getLogger("mcpproxy.gateway")
 
 ASK_TIMEOUT = 10.0
+HUB_CHECK = 5.0
+#: servers.changed reasons after which an actor lives at a new address.
+MOVED = frozenset({"actor_restarted", "config_added", "config_changed", "worker_restarted", "hub_restarted"})
 
 
 class ActorUnavailable(RuntimeError):
@@ -62,11 +66,27 @@ class ActorBridge:
         addr = self.actors.get(name)
         if addr is None:
             raise ActorUnavailable(f"server {name!r} has no running actor")
-        return await self.ask(addr, msg, timeout)
+        try:
+            return await self.ask(addr, msg, timeout)
+        except ActorUnavailable:
+            # The Supervisor may have restarted it at a new address: ask once more there.
+            await self.refresh_addresses()
+            new = self.actors.get(name)
+            if new is None or new == addr:
+                raise
+            return await self.ask(new, msg, timeout)
 
     async def refresh_addresses(self) -> None:
         answer = await self.ask(self.supervisor, GetActors())
         self.actors = dict(answer.actors)
+
+    def _refresh_addresses_sync(self) -> None:
+        try:
+            answer = self.ask_sync(self.supervisor, GetActors())
+            self.actors = dict(answer.actors)
+            self.hub = answer.hub or self.hub
+        except ActorUnavailable as e:
+            log.error("could not refresh actor addresses: %s", e)
 
     async def snapshot(self, since_id: int | None = None) -> Snapshot:
         answer = await self.ask(self.hub, GetSnapshot(since_id))
@@ -82,9 +102,21 @@ class ActorBridge:
                 if not isinstance(answer, Subscribed):
                     log.error("could not subscribe to events: %r", type(answer).__name__)
                 ready.set()
+                next_check = time.monotonic() + HUB_CHECK
                 while not self._stop.is_set():
+                    if time.monotonic() >= next_check:
+                        # A restarted hub has a new address: follow it, or the UI would go quiet.
+                        next_check = time.monotonic() + HUB_CHECK
+                        hub = self.hub
+                        self._refresh_addresses_sync()
+                        if self.hub != hub:
+                            log.warning("the event hub was restarted; subscribing again")
+                            ctx.tell(self.hub, Subscribe())
                     msg = ctx.listen(0.5)
                     if isinstance(msg, Published):
+                        if msg.payload.get("reason") in MOVED:
+                            # Before anyone hears of it, so whoever reacts reaches the actor's new address.
+                            self._refresh_addresses_sync()
                         loop.call_soon_threadsafe(on_event, msg)
                 ctx.tell(self.hub, Unsubscribe())
 

@@ -1,0 +1,78 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from mcpproxy.config import ConfigError, config_from_document, load_config, write_default_config
+
+
+def doc(**kw):
+    return {"listen": "127.0.0.1:8080", "data_dir": "/tmp/x", "mcpServers": [], **kw}
+
+
+def test_defaults_and_servers():
+    c = config_from_document(doc(mcpServers=[
+        {"name": "gh", "url": "https://api.example.com/mcp/", "oauth": {"client_id": "abc", "scopes": ["repo"]}},
+        {"name": "disc", "url": "https://x.example.com/mcp"},
+        {"name": "none", "url": "https://y.example.com/mcp", "oauth": None},
+        {"name": "local", "command": "npx", "args": ["-y", "srv"]},
+    ]), None, env={})
+    assert c.refresh_threshold == 0.8
+    assert [s.is_oauth for s in c.servers] == [True, True, False, False]
+    assert c.servers[0].oauth.scopes == ("repo",)
+    assert c.servers[3].protocol == "stdio"
+    assert c.redirect_uri == "http://127.0.0.1:8080/oauth/callback"
+
+
+def test_a_bad_server_is_reported_by_field_and_the_others_still_run():
+    c = config_from_document(doc(mcpServers=[
+        {"name": "ok", "url": "https://a.example.com/mcp"},
+        {"name": "bad", "url": "ftp://nope"},
+        {"name": "bad2", "url": "https://b.example.com", "oauth": {"scopes": "x", "client_secret": "s"}},
+    ]), Path("/etc/c.json"), env={})
+    assert [s.name for s in c.servers] == ["ok"]
+    assert any("mcpServers[1] (bad).url" in p for p in c.problems)
+    assert any("mcpServers[2] (bad2).oauth.client_secret" in p for p in c.problems)
+    assert all(p.startswith("/etc/c.json: ") for p in c.problems)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("listen", "nonsense", "listen"),
+    ("oauth_refresh_threshold", 0.2, "oauth_refresh_threshold"),
+    ("oauth_refresh_threshold", "0.8", "oauth_refresh_threshold"),
+    ("mcpServers", "x", "mcpServers"),
+    ("api_key", "short", "api_key"),
+])
+def test_file_level_errors_name_the_field(field, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        config_from_document(doc(**{field: value}), Path("c.json"), env={})
+
+
+def test_plain_http_only_for_loopback():
+    c = config_from_document(doc(mcpServers=[{"name": "a", "url": "http://example.com/mcp"}]), None, env={})
+    assert not c.servers and "loopback" in c.problems[0]
+
+
+def test_environment_overrides_and_flags_win(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(doc()))
+    c = load_config(p, env={"MCPPROXY_LISTEN": "127.0.0.1:9999", "MCPPROXY_API_KEY": "k" * 20,
+                            "MCPPROXY_DATA_DIR": str(tmp_path)})
+    assert (c.listen_port, c.api_key, c.data_dir) == (9999, "k" * 20, tmp_path)
+    assert load_config(p, listen="127.0.0.1:7000", env={"MCPPROXY_LISTEN": "127.0.0.1:9999"}).listen_port == 7000
+
+
+def test_broken_json_names_file_and_position(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text('{"listen": ')
+    with pytest.raises(ConfigError, match=r"c\.json: not valid JSON at line 1"):
+        load_config(p, env={})
+
+
+def test_default_config_is_created_private_and_never_overwritten(tmp_path):
+    p = tmp_path / "d" / "mcp_config.json"
+    write_default_config(p)
+    assert p.stat().st_mode & 0o777 == 0o600
+    assert load_config(p, env={}).servers == ()
+    with pytest.raises(FileExistsError):
+        write_default_config(p)
