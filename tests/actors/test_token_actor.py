@@ -218,3 +218,33 @@ def test_event_hub_death_is_survived(service, auth_server):
                10, "a new hub")
     events = service.events()
     events.wait_for(lambda e: e.event == "oauth.token_refreshed", 15, "events flowing again after the hub restart")
+
+
+def test_nothing_stays_active_after_a_logout_during_a_refresh(service, auth_server):
+    service.login("demo")
+    auth_server.set_fault("slow", hang_seconds=2.0)
+    service.wait_status("demo", lambda s: s["refresh_state"] == "refreshing", 10, "a slow refresh in flight")
+    assert service.api("POST", "/api/v1/servers/demo/logout").status_code == 200
+    auth_server.clear_fault()
+    # Logout revokes the refresh token at once, so the slow refresh cannot mint a token that outlives it.
+    wait_until(lambda: all(e["result"] != "slow" for e in auth_server.counters()["refresh_log"]), 10,
+               "the slow refresh to finish")
+    active = [g for g in auth_server.grants() if g["active_refresh"]]
+    assert active == [], f"a refresh token is still active after logout: {active}"
+    st = service.status("demo")
+    assert (st["oauth_status"], st["user_logged_out"]) == ("none", True)
+
+
+def test_login_cancels_a_refresh_in_flight(service, auth_server):
+    service.login("demo")
+    auth_server.set_fault("slow", hang_seconds=2.0)
+    service.wait_status("demo", lambda s: s["refresh_state"] == "refreshing", 10, "a slow refresh in flight")
+    auth_server.clear_fault()
+    auth_server.set_config(access_ttl=60)
+    st = service.login("demo")
+    assert st["oauth_status"] == "authenticated" and st["refresh_count"] == 0
+    wait_until(lambda: auth_server.counters()["succeeded"]["refresh_token"] >= 1, 10, "the slow refresh to finish")
+    # The stale refresh's tokens were revoked; the new login's token is the one in use.
+    wait_until(lambda: auth_server.counters()["revocations"] >= 2, 10, "the stale refresh's tokens revoked")
+    st = service.status("demo")
+    assert st["oauth_status"] == "authenticated" and st["refresh_count"] == 0

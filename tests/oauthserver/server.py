@@ -381,6 +381,9 @@ async def token(request: web.Request) -> web.Response:
         return done("hang", _json({"error": "temporarily_unavailable",
                                    "error_description": "injected fault hang"}, 504, NO_STORE),
                     False)
+    if fault is not None and fault.mode == "slow":
+        # Answers for real, hang_seconds late: a refresh still in flight when the client changes its mind.
+        await asyncio.sleep(fault.hang_seconds)
     if fault is not None and fault.mode in _STATELESS_FAULTS:
         return done(fault.mode, _fault_response(fault), False)
 

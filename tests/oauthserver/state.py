@@ -26,6 +26,7 @@ FAULT_MODES = frozenset(
         "503",
         "429",
         "hang",
+        "slow",
         "invalid_grant",
         "invalid_client",
         "lost",
