@@ -8,6 +8,7 @@ TokenActor re-checks its timers within seconds (Thespian's timers stop while the
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -66,6 +67,8 @@ class Supervisor(GuardedActor):
         self.service_pid = msg.service_pid
         store, note = open_or_set_aside(msg.config.data_dir)
         store.close()
+        gc.collect()
+        gc.freeze()  # our children are forked from here: share, don't copy
         self.hub = self.createActor(EventHub)
         self.worker = self.createActor(OAuthWorker)
         for server in msg.config.servers:

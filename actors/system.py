@@ -49,6 +49,8 @@ def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> Actor
         # Trusted networks only (docs/security.md): Thespian's TCP base listens on all interfaces.
         if config.convention_address:
             capabilities["Convention Address.IPv4"] = config.convention_address
+    import actors.supervisor  # noqa: F401 — imported before the freeze, so every actor shares these pages
+
     gc.collect()
     gc.freeze()  # children share the parent's pages instead of copying them (~5 MB PSS each, not ~18)
     return ActorSystem(config.actor_system, capabilities, logDefs=log_defs or False)
