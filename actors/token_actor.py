@@ -52,8 +52,10 @@ log = logging.getLogger("mcpproxy.token")
 
 LOGIN_TTL = 600.0  # a login link is good for 10 minutes (DESIGN §3 /oauth/callback)
 MAX_PENDING_LOGINS = 8
-#: An access token this close to expiry is refreshed before it is handed out.
+#: An access token this close to expiry (seconds, at most this share of its lifetime) is refreshed
+#: before it is handed out, so no request reaches the server with a token that expires on the way.
 EXPIRY_MARGIN = 1.0
+EXPIRY_MARGIN_SHARE = 0.1
 
 
 @dataclass
@@ -431,7 +433,8 @@ class TokenActor(GuardedActor):
         if not rec or not rec.get("access_token"):
             return None
         exp = rec.get("expires_at")
-        if exp is not None and time.time() >= exp - EXPIRY_MARGIN:
+        margin = min(EXPIRY_MARGIN, EXPIRY_MARGIN_SHARE * max(0.0, exp - rec["issued_at"])) if exp else 0.0
+        if exp is not None and time.time() >= exp - margin:
             return None
         return str(rec["access_token"])
 
@@ -673,7 +676,8 @@ class TokenActor(GuardedActor):
         self.retry_at = None
         self.logins.clear()
         waiters, self.waiters = self.waiters, []
-        self.rt = Runtime(user_logged_out=True, connected=None)
+        # Scopes a server asked for stay wanted: the next login requests them.
+        self.rt = Runtime(user_logged_out=True, connected=None, missing_scopes=self.rt.missing_scopes)
         self._persist(None)
         tokens = []
         if old:

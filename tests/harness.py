@@ -63,7 +63,9 @@ class SSEReader:
         self._thread.start()
 
     def _run(self) -> None:
-        ev_id, name, data = None, "message", []
+        ev_id: str | None = None
+        name = "message"
+        data: list[str] = []
         try:
             for raw in self._resp.iter_lines(decode_unicode=True):
                 if raw is None:

@@ -32,9 +32,9 @@ LOGIN_ROUTE_TTL = 600.0
 
 def _server(request: web.Request) -> ServerConfig:
     name = request.match_info["name"]
-    server = request.app[CONFIG].server(name)
+    server = request.app[CONFIG].current.server(name)
     if server is None:
-        available = ", ".join(s.name for s in request.app[CONFIG].servers) or "none"
+        available = ", ".join(s.name for s in request.app[CONFIG].current.servers) or "none"
         raise ApiError(404, f"server '{name}' not found in configuration. Available servers: {available}")
     return server
 
@@ -55,7 +55,7 @@ def _raise_failure(answer: Any) -> None:
 
 async def all_statuses(app: web.Application) -> list[dict[str, Any]]:
     snap = await app[BRIDGE].snapshot()
-    return [snap.statuses.get(s.name) or static_status(s) for s in app[CONFIG].servers]
+    return [snap.statuses.get(s.name) or static_status(s) for s in app[CONFIG].current.servers]
 
 
 def _stats(statuses: list[dict[str, Any]]) -> dict[str, Any]:
@@ -74,7 +74,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def readyz(request: web.Request) -> web.Response:
     snap = await request.app[BRIDGE].snapshot()
-    missing = [s.name for s in request.app[CONFIG].servers if s.name not in snap.statuses]
+    missing = [s.name for s in request.app[CONFIG].current.servers if s.name not in snap.statuses]
     if missing:
         return web.json_response({"status": "starting", "waiting_for": missing}, status=503)
     return web.json_response({"status": "ready", "servers": len(snap.statuses)})
@@ -86,11 +86,11 @@ async def status(request: web.Request) -> web.Response:
     return ok({
         "version": __version__,
         "uptime_seconds": round(time.time() - request.app[STARTED], 1),
-        "listen": request.app[CONFIG].listen,
+        "listen": request.app[CONFIG].current.listen,
         "servers": stats["total"],
         "counts": stats["by_status"],
         "needs_login": stats["needs_login"],
-        "config_problems": list(request.app[CONFIG].problems),
+        "config_problems": list(request.app[CONFIG].current.problems),
     })
 
 
@@ -113,7 +113,7 @@ async def login(request: web.Request) -> web.Response:
     open_browser = body.get("open_browser", False)
     if not isinstance(open_browser, bool):
         raise ApiError(400, "open_browser: expected true or false")
-    config = request.app[CONFIG]
+    config = request.app[CONFIG].current
     answer = await request.app[BRIDGE].ask_server(srv.name, StartLogin(config.redirect_uri, open_browser),
                                                   LOGIN_TIMEOUT)
     _raise_failure(answer)
@@ -139,7 +139,7 @@ async def logout(request: web.Request) -> web.Response:
 
 async def logout_all(request: web.Request) -> web.Response:
     bridge = request.app[BRIDGE]
-    names = [s.name for s in request.app[CONFIG].servers if s.is_oauth and s.name in bridge.actors]
+    names = [s.name for s in request.app[CONFIG].current.servers if s.is_oauth and s.name in bridge.actors]
 
     async def one(name: str) -> dict[str, Any]:
         try:
@@ -164,4 +164,13 @@ async def refresh(request: web.Request) -> web.Response:
 
 
 async def not_found(request: web.Request) -> web.Response:
+    """The catch-all under /api: a known path with the wrong method is 405, anything else 404."""
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _match, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, sorted(allowed))
     raise ApiError(404, f"no such API path: {request.path}")

@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,15 @@ from mcpproxy.gateway.events import EventFanout
 
 log = logging.getLogger("mcpproxy.gateway")
 
-CONFIG = web.AppKey("config", Config)
+
+@dataclass
+class ConfigRef:
+    """The running config; a reload swaps `current` (aiohttp app state is frozen after startup)."""
+
+    current: Config
+
+
+CONFIG = web.AppKey("config", ConfigRef)
 BRIDGE = web.AppKey("bridge", ActorBridge)
 API_KEY = web.AppKey("api_key", str)
 FANOUT = web.AppKey("fanout", EventFanout)
@@ -75,7 +84,7 @@ def _allowed_hosts(config: Config) -> set[str] | None:
 
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
-    config = request.app[CONFIG]
+    config = request.app[CONFIG].current
     path = request.path
     api = path.startswith("/api")
     try:
@@ -85,7 +94,10 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (DESIGN §4).
             raise ApiError(421, f"this service answers to {config.listen}, not to Host {host!r}")
         origin = request.headers.get("Origin")
-        if origin and origin != "null" and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
+        if origin and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
+            if origin == "null":
+                # Sandboxed iframes and data: pages: an opaque origin is never ours.
+                raise ApiError(403, "requests from an opaque origin (Origin: null) are refused")
             o = urlsplit(origin)
             origin_host = f"{o.hostname}:{o.port or (443 if o.scheme == 'https' else 80)}".lower()
             if allowed is not None and origin_host not in allowed:
@@ -102,7 +114,10 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         if not api:
             raise
         if e.status == 405:
-            return error_response(405, f"{request.method} is not allowed on {path}")
+            resp = error_response(405, f"{request.method} is not allowed on {path}")
+            if "Allow" in e.headers:
+                resp.headers["Allow"] = e.headers["Allow"]
+            return resp
         if e.status == 404:
             return error_response(404, f"no such API path: {path}")
         return error_response(e.status, e.reason)
@@ -137,10 +152,10 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Application:
-    from mcpproxy.gateway import api, callback, events, metrics, openapi, webui
+    from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 
     app = web.Application(middlewares=[security], client_max_size=1024 * 1024)
-    app[CONFIG] = config
+    app[CONFIG] = ConfigRef(config)
     app[BRIDGE] = bridge
     app[API_KEY] = api_key
     app[FANOUT] = EventFanout()
@@ -160,9 +175,12 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
         web.get("/events", events.handler),
         web.get("/oauth/callback", callback.handler),
         web.get("/metrics", metrics.handler),
+        web.route("*", "/mcp/{name}", passthrough.handler),
         web.route("*", "/api/{tail:.*}", api.not_found),
         *webui.routes(),
     ])
+    app.cleanup_ctx.append(passthrough.upstream_client)
+    app.on_shutdown.append(passthrough.close_streams)
     app.on_startup.append(_start_listener)
     app.on_shutdown.append(_close_streams)
     return app

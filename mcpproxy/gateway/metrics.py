@@ -15,7 +15,7 @@ from mcpproxy.status import OAUTH_STATUSES, static_status
 async def handler(request: web.Request) -> web.Response:
     snap = await request.app[BRIDGE].snapshot()
     m = snap.metrics
-    statuses = [snap.statuses.get(s.name) or static_status(s) for s in request.app[CONFIG].servers]
+    statuses = [snap.statuses.get(s.name) or static_status(s) for s in request.app[CONFIG].current.servers]
     by_status = Counter(s["oauth_status"] for s in statuses if s["is_oauth"])
     out = [
         "# HELP mcpproxy_refresh_total Refresh attempts by result (ok, or the error kind).",

@@ -160,7 +160,9 @@ async def serve(
     host: str = "127.0.0.1",
 ) -> None:
     """Bind, print `READY <url>` once uvicorn accepts connections, serve until SIGTERM/SIGINT."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets; with proto 0 every SSE answer
+    # waited ~40 ms for the client's delayed ACK (Nagle), which looked like proxy latency.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
