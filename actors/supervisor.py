@@ -101,10 +101,13 @@ class Supervisor(GuardedActor):
     def receiveMsg_Reload(self, msg: Reload, sender: Any) -> None:
         old = self.servers
         new = {s.name: s for s in msg.config.servers}
+        assert self.config is not None
+        everyone = (self.config.refresh_threshold, self.config.redirect_uri) != (
+            msg.config.refresh_threshold, msg.config.redirect_uri)
         self.config = msg.config
         added = tuple(n for n in new if n not in old)
         removed = tuple(n for n in old if n not in new)
-        changed = tuple(n for n in new if n in old and new[n] != old[n])
+        changed = tuple(n for n in new if n in old and (new[n] != old[n] or everyone))
         for name in removed:
             self._remove(name)
         for name in changed:

@@ -8,13 +8,20 @@ import os
 import secrets
 import signal
 import socket
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from mcpproxy.config import Config, ConfigError
+from mcpproxy.config import Config, ConfigError, load_config
 from mcpproxy.store import ensure_private_dir
+
+if TYPE_CHECKING:
+    from mcpproxy.gateway.app import ConfigRef
+    from mcpproxy.gateway.bridge import ActorBridge
 
 log = logging.getLogger("mcpproxy")
 
@@ -67,7 +74,126 @@ def _notify_systemd(state: str) -> None:
         s.sendall(state.encode())
 
 
-def serve(config: Config, log_conf: dict[str, Any] | None = None) -> int:
+WATCH_EVERY = 1.0
+RELOAD_TIMEOUT = 30.0
+
+
+def _file_id(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+class ConfigReloader:
+    """Applies edits of the config file (polled every second) and SIGHUP without a restart.
+
+    A broken edit is logged with its file and field and the running set is kept; listen, data_dir,
+    api_key and actor_system only change on a restart.
+    """
+
+    def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None]) -> None:
+        self.ref = ref
+        self.bridge = bridge
+        self.overrides = overrides
+        self.path = ref.current.path
+        self.seen = _file_id(self.path) if self.path else None
+        self.lock = asyncio.Lock()
+        self.reloads = 0
+
+    async def reload(self, reason: str) -> bool:
+        """True when a new config was applied."""
+        if self.path is None:
+            return False
+        async with self.lock:
+            self.seen = _file_id(self.path)
+            old = self.ref.current
+            try:
+                new = load_config(self.path, listen=self.overrides.get("listen"),
+                                  data_dir=self.overrides.get("data_dir"))
+            except ConfigError as e:
+                log.error("config reload (%s): %s; keeping the running configuration", reason, e)
+                return False
+            broken = [p for p in new.problems if p not in old.problems]
+            if broken:
+                # A half-finished edit of one server must not stop its running actor.
+                for problem in broken:
+                    log.error("config reload (%s): %s", reason, problem)
+                log.error("config reload (%s): keeping the running configuration until %s is fixed", reason,
+                          self.path)
+                return False
+            new = self._keep_restart_only(old, new)
+            if new == old:
+                log.info("config reload (%s): nothing changed", reason)
+                return False
+            from actors.messages import Reload, Reloaded
+
+            try:
+                answer = await self.bridge.ask(self.bridge.supervisor, Reload(new), RELOAD_TIMEOUT)
+            except Exception as e:  # noqa: BLE001 — a failed reload keeps the running set
+                log.error("config reload (%s): %s; keeping the running configuration", reason, e)
+                return False
+            if not isinstance(answer, Reloaded):
+                log.error("config reload (%s): the supervisor answered %s; keeping the running configuration",
+                          reason, type(answer).__name__)
+                return False
+            self.bridge.actors = dict(answer.actors)
+            self.ref.current = new
+            self.reloads += 1
+            log.info("config reloaded (%s): added %s, removed %s, changed %s", reason,
+                     ", ".join(answer.added) or "none", ", ".join(answer.removed) or "none",
+                     ", ".join(answer.changed) or "none")
+            return True
+
+    @staticmethod
+    def _keep_restart_only(old: Config, new: Config) -> Config:
+        kept = []
+        for field_name, label in (("listen", "listen"), ("data_dir", "data_dir"), ("api_key", "api_key"),
+                                  ("actor_system", "actor_system"), ("convention_address", "convention_address")):
+            if getattr(old, field_name) != getattr(new, field_name):
+                kept.append(label)
+        if kept:
+            log.warning("config: %s changed; restart mcpproxy to apply (keeping the running value)", ", ".join(kept))
+        return replace(new, listen_host=old.listen_host, listen_port=old.listen_port, data_dir=old.data_dir,
+                       api_key=old.api_key, actor_system=old.actor_system,
+                       convention_address=old.convention_address)
+
+    async def watch(self) -> None:
+        assert self.path is not None
+        missing_logged = False
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            now = _file_id(self.path)
+            if now is None:
+                if not missing_logged:
+                    log.warning("config: %s is gone; keeping the running configuration", self.path)
+                    missing_logged = True
+                continue
+            missing_logged = False
+            if now != self.seen:
+                await self.reload("file changed")
+
+    async def context(self, app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.get_running_loop().create_task(self.watch()) if self.path else None
+        yield
+        if task is not None:
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+
+
+def _announce(config: Config, api_key: str) -> None:
+    """The user's own terminal gets the Web UI URL with its key; a log (journal, file) never does."""
+    if sys.stderr.isatty():
+        print(f"\n  Web UI:  {config.base_url}/?apikey={api_key}\n  Config:  {config.path}\n", file=sys.stderr,
+              flush=True)
+
+
+def serve(config: Config, log_conf: dict[str, Any] | None = None,
+          overrides: dict[str, str | None] | None = None) -> int:
     from actors.system import start_actor_system, start_supervisor
     from mcpproxy.gateway.app import create_app
     from mcpproxy.gateway.bridge import ActorBridge
@@ -87,7 +213,10 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None) -> int:
             log.error("store: %s", started.store_note)
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
         app = create_app(config, bridge, api_key)
-        from mcpproxy.gateway.app import QuietAccessLogger
+        from mcpproxy.gateway.app import CONFIG, QuietAccessLogger
+
+        reloader = ConfigReloader(app[CONFIG], bridge, overrides or {})
+        app.cleanup_ctx.append(reloader.context)
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
@@ -95,7 +224,7 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         if hasattr(signal, "SIGHUP"):
-            loop.add_signal_handler(signal.SIGHUP, lambda: app.get("reload", lambda: None)())
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reloader.reload("SIGHUP")))
 
         async def run() -> None:
             nonlocal runner
@@ -108,6 +237,7 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None) -> int:
             log.info("mcpproxy ready on %s — %d servers (%d OAuth); Web UI %s/ ; API key from %s; config %s",
                      config.base_url, len(config.servers), oauth, config.base_url, key_source, config.path)
             _notify_systemd("READY=1")
+            _announce(config, api_key)
             await stop.wait()
             log.info("stopping")
             _notify_systemd("STOPPING=1")

@@ -52,14 +52,27 @@ def serve(config_path: str | None, data_dir: str | None, listen: str | None, log
     if created:
         click.echo(f"mcpproxy: created {path} (no servers yet; add them under mcpServers)", err=True)
     try:
-        sys.exit(run_service(config, log_conf))
+        sys.exit(run_service(config, log_conf, overrides={"listen": listen, "data_dir": data_dir}))
     except ConfigError as e:
         click.echo(f"mcpproxy: {e}", err=True)
         sys.exit(2)
 
 
+def _register() -> None:
+    from mcpproxy.cli.auth import auth
+    from mcpproxy.cli.config_cmd import config
+    from mcpproxy.cli.service_cmd import service
+
+    cli.add_command(auth)
+    cli.add_command(service)
+    cli.add_command(config)
+
+
+_register()
+
+
 def main() -> None:
-    cli()
+    cli(prog_name="mcpproxy")
 
 
 if __name__ == "__main__":

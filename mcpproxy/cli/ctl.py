@@ -1,0 +1,323 @@
+"""`mcpproxy-ctl` — the command-line client of the running service's REST API (DESIGN §3 "CLI").
+
+Exit codes: 0 success, 1 failure, 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+import webbrowser
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import click
+
+from mcpproxy.cli.client import (
+    ApiFailure,
+    ClientError,
+    EventStream,
+    ServiceClient,
+    SSEEvent,
+    locate,
+)
+from mcpproxy.cli.format import event_line, relative, status_table
+
+DEFAULT_LOGIN_TIMEOUT = 300.0
+SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+class Failed(click.ClickException):
+    """Exit 1 with "PROG: sentence" on stderr."""
+
+    exit_code = 1
+
+    def show(self, file: Any = None) -> None:
+        prog = click.get_current_context(silent=True)
+        name = prog.find_root().info_name if prog is not None else "mcpproxy-ctl"
+        click.echo(f"{name}: {self.message}", err=True)
+
+
+def fail(message: str) -> NoReturn:
+    raise Failed(message)
+
+
+def named(name: str, e: ClientError) -> str:
+    """The API's sentence, naming the server when it does not already."""
+    text = str(e)
+    return text if f"'{name}'" in text or isinstance(e, ApiFailure) and e.status == 401 else f"server '{name}': {text}"
+
+
+class ClientGroup(click.Group):
+    """Turns the client's errors into exit 1 with the sentence, for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClientError as e:
+            raise Failed(str(e)) from None
+
+
+@dataclass
+class Target:
+    url: str | None
+    api_key: str | None
+    config_path: str | None
+    _client: ServiceClient | None = None
+
+    def client(self) -> ServiceClient:
+        if self._client is None:
+            self._client = locate(self.url, self.api_key, self.config_path)
+        return self._client
+
+
+# ---- command bodies, shared with `mcpproxy auth` --------------------------------------------------
+
+
+def show_status(client: ServiceClient, name: str | None, as_json: bool) -> None:
+    if name:
+        try:
+            data = client.server(name)
+        except ApiFailure as e:
+            fail(named(name, e))
+        statuses = [data]
+    else:
+        data = client.servers()
+        statuses = list(data.get("servers", []))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(status_table(statuses, color=sys.stdout.isatty()))
+
+
+def headless() -> bool:
+    """No browser can open here: no display on Linux/BSD (an SSH session, a server)."""
+    if sys.platform in ("darwin", "win32"):
+        return False
+    return not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _reader(stream: EventStream, out: queue.Queue[SSEEvent | None]) -> None:
+    try:
+        for ev in stream:
+            out.put(ev)
+    except Exception:  # noqa: BLE001, S110 — the stream ends when we close it or the service stops
+        pass
+    out.put(None)
+
+
+def _outcome(ev: SSEEvent, name: str) -> tuple[bool, str] | None:
+    payload = ev.data.get("payload", {}) if isinstance(ev.data, dict) else {}
+    server = payload.get("server_name") or payload.get("name")
+    if server != name:
+        return None
+    if ev.event == "oauth.login_completed":
+        return True, ""
+    if ev.event == "servers.changed" and payload.get("reason") == "login_failed":
+        err = payload.get("last_error") or {}
+        return False, str(err.get("message") or "the login failed")
+    return None
+
+
+class Spinner:
+    """A spinner on stderr when it is a terminal; nothing otherwise."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.on = sys.stderr.isatty()
+        self.i = 0
+
+    def tick(self) -> None:
+        if self.on:
+            self.i += 1
+            sys.stderr.write(f"\r{SPINNER[self.i % len(SPINNER)]} {self.text}")
+            sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self.on:
+            sys.stderr.write("\r" + " " * (len(self.text) + 2) + "\r")
+            sys.stderr.flush()
+
+
+def run_login(client: ServiceClient, name: str, *, no_browser: bool, timeout: float,
+              echo: Callable[[str], None] = click.echo) -> None:
+    """Starts a login, shows or opens its URL, follows /events until it completes; fails otherwise."""
+    try:
+        stream = client.events(server=name)  # subscribed before the login starts: nothing is missed
+    except ApiFailure as e:
+        fail(named(name, e))
+    events: queue.Queue[SSEEvent | None] = queue.Queue()
+    try:
+        try:
+            started = client.login(name, open_browser=False)
+        except ApiFailure as e:
+            fail(named(name, e))
+        url = str(started["auth_url"])
+        opened = False
+        if not no_browser and not headless():
+            try:
+                opened = webbrowser.open(url)
+            except webbrowser.Error:
+                opened = False
+        if opened:
+            echo(f"Opened your browser to log in to '{name}'. If nothing appeared, open this URL:\n  {url}")
+        else:
+            echo(f"Open this URL in a browser to log in to '{name}':\n  {url}")
+        threading.Thread(target=_reader, args=(stream, events), daemon=True, name="sse").start()
+        spinner = Spinner(f"waiting for the login of '{name}' to complete (Ctrl-C to stop)")
+        deadline = time.monotonic() + timeout
+        result: tuple[bool, str] | None = None
+        try:
+            while result is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    fail(f"server '{name}': no login completed within {timeout:.0f}s; the link stays valid for "
+                         "10 minutes, or run the command again")
+                spinner.tick()
+                try:
+                    ev = events.get(timeout=min(0.1, left))
+                except queue.Empty:
+                    continue
+                if ev is None:
+                    fail(f"server '{name}': the service closed the event stream before the login completed")
+                result = _outcome(ev, name)
+        finally:
+            spinner.clear()
+    finally:
+        stream.close()
+    ok, why = result
+    if not ok:
+        fail(f"server '{name}': login failed: {why}")
+    status = client.server(name)
+    if status.get("oauth_status") != "authenticated":
+        fail(f"server '{name}': the login completed but the server shows {status.get('oauth_status')!r}")
+    echo(f"Logged in to '{name}'; the token expires {relative(status.get('token_expires_at'), past='now')}.")
+
+
+def logout_one(client: ServiceClient, name: str) -> None:
+    try:
+        data = client.logout(name)
+    except ApiFailure as e:
+        fail(named(name, e))
+    if data.get("revoked"):
+        click.echo(f"Logged out of '{name}': token deleted and revoked at the authorization server.")
+    else:
+        click.echo(f"Logged out of '{name}': no token held or no revocation endpoint, so nothing to revoke.")
+
+
+def logout_every(client: ServiceClient) -> None:
+    data = client.logout_all()
+    results = list(data.get("results", []))
+    if not results:
+        click.echo("No OAuth servers to log out of.")
+    for r in results:
+        if r.get("success"):
+            what = "revoked at the authorization server" if r.get("revoked") else "nothing to revoke"
+            click.echo(f"Logged out of '{r['server']}': {what}.")
+        else:
+            click.echo(f"Could not log out of '{r['server']}': {r.get('error')}", err=True)
+    if data.get("failed"):
+        fail(f"{data['failed']} of {len(results)} logouts failed")
+
+
+# ---- the CLI -------------------------------------------------------------------------------------
+
+
+@click.group(cls=ClientGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--url", envvar="MCPPROXY_URL", help="The service's base URL (default: from the config's listen).")
+@click.option("--api-key", envvar="MCPPROXY_API_KEY",
+              help="The API key (default: the config's api_key, else <data_dir>/api_key).")
+@click.option("--config", "config_path", envvar="MCPPROXY_CONFIG", type=click.Path(dir_okay=False),
+              help="Config file to find the service from (default ~/.mcpproxy/mcp_config.json).")
+@click.version_option(package_name="mcpproxy", prog_name="mcpproxy-ctl")
+@click.pass_context
+def cli(ctx: click.Context, url: str | None, api_key: str | None, config_path: str | None) -> None:
+    """Drive the running mcpproxy service: status, login, logout, refresh, events."""
+    ctx.obj = Target(url, api_key, config_path)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print the API's status objects unchanged.")
+@click.pass_obj
+def status(target: Target, name: str | None, as_json: bool) -> None:
+    """Every server's auth state (or NAME's): badge, expiry, next refresh, last error."""
+    show_status(target.client(), name, as_json)
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_LOGIN_TIMEOUT, show_default=True,
+              help="Seconds to wait for the login to complete.")
+@click.pass_obj
+def login(target: Target, name: str, no_browser: bool, timeout: float) -> None:
+    """Log in to NAME: open the authorization URL and wait until the login completes."""
+    run_login(target.client(), name, no_browser=no_browser, timeout=timeout)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--all", "all_", is_flag=True, help="Log out of every OAuth server.")
+@click.pass_obj
+def logout(target: Target, name: str | None, all_: bool) -> None:
+    """Log out of NAME (or --all): delete its token and revoke it. No prompt."""
+    if bool(name) == all_:
+        raise click.UsageError("give a server NAME or --all (not both)")
+    if all_:
+        logout_every(target.client())
+    else:
+        assert name is not None
+        logout_one(target.client(), name)
+
+
+@cli.command()
+@click.argument("name")
+@click.pass_obj
+def refresh(target: Target, name: str) -> None:
+    """Refresh NAME's token now."""
+    try:
+        data = target.client().refresh(name)
+    except ApiFailure as e:
+        fail(named(name, e))
+    click.echo(f"Refreshed '{name}'; the new token expires {relative(data.get('token_expires_at'), past='now')}.")
+
+
+@cli.command()
+@click.option("--server", "server", metavar="NAME", help="Only this server's events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event: {id, event, data}.")
+@click.pass_obj
+def events(target: Target, server: str | None, as_json: bool) -> None:
+    """Follow the service's events until Ctrl-C."""
+    stream = target.client().events(server=server)
+    try:
+        for ev in stream:
+            if ev.event == "ping":
+                continue
+            if as_json:
+                click.echo(json.dumps({"id": ev.id, "event": ev.event, "data": ev.data}))
+            else:
+                click.echo(event_line(ev.event, ev.data))
+    except KeyboardInterrupt:
+        return
+    except Exception:  # noqa: BLE001 — requests raises several kinds when the connection drops
+        fail("the event stream broke off (did the service stop?)")
+    finally:
+        stream.close()
+    fail("the service closed the event stream (did it stop?)")
+
+
+def main() -> None:
+    try:
+        cli(prog_name="mcpproxy-ctl")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

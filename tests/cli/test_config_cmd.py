@@ -1,0 +1,66 @@
+"""`mcpproxy config validate`: problems name the file and the field; exit 0 valid, 1 problems."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mcpproxy.cli.main import cli
+
+
+def _write(tmp_path: Path, doc: object) -> Path:
+    path = tmp_path / "mcp_config.json"
+    path.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return path
+
+
+def _validate(path: Path) -> tuple[int, str, str]:
+    r = CliRunner().invoke(cli, ["config", "validate", str(path)], env={"MCPPROXY_API_KEY": None,
+                                                                         "MCPPROXY_LISTEN": None})
+    return r.exit_code, r.stdout, r.stderr
+
+
+def test_a_valid_file_exits_0_with_a_summary(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"listen": "127.0.0.1:8123", "data_dir": str(tmp_path), "mcpServers": [
+        {"name": "gh", "url": "https://example.com/mcp", "oauth": {}},
+        {"name": "local", "command": "echo"},
+    ]})
+    code, out, err = _validate(path)
+    assert code == 0, err
+    assert "valid" in out and "2 server(s), 1 with OAuth" in out and "127.0.0.1:8123" in out
+
+
+def test_not_json_names_the_file_and_the_line(tmp_path: Path) -> None:
+    path = _write(tmp_path, '{\n  "listen": "127.0.0.1:1",\n  oops\n}')
+    code, _, err = _validate(path)
+    assert code == 1
+    assert str(path) in err and "line 3" in err
+
+
+def test_every_broken_server_is_reported_with_its_field_path(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"mcpServers": [
+        {"name": "ok", "url": "https://example.com/mcp"},
+        {"name": "bad", "url": "http://example.com/mcp"},
+        {"name": "worse", "url": "https://example.com/mcp", "oauth": {"scopes": 5}},
+    ]})
+    code, _, err = _validate(path)
+    assert code == 1
+    assert f"{path}: mcpServers[1] (bad).url: plain http://" in err
+    assert "mcpServers[2] (worse).oauth.scopes: expected a list" in err
+    assert "2 problem(s)" in err
+
+
+def test_top_level_field_errors_and_unknown_keys(tmp_path: Path) -> None:
+    code, _, err = _validate(_write(tmp_path, {"oauth_refresh_threshold": 3}))
+    assert code == 1 and "oauth_refresh_threshold: expected a number from 0.5 to 0.95" in err
+    code, _, err = _validate(_write(tmp_path, {"listen": "0.0.0.0:8080"}))
+    assert code == 1 and "listen: 0.0.0.0:8080 is not a loopback address" in err
+    code, out, err = _validate(_write(tmp_path, {"mcpservers": []}))
+    assert code == 0 and "warning:" in err and "mcpservers: unknown setting" in err
+
+
+def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
+    code, _, err = _validate(tmp_path / "nope.json")
+    assert code == 1 and "no such file" in err
