@@ -65,9 +65,9 @@ export const counts = computed(() => {
 
 export const hasOAuth = computed(() => state.servers.some((server) => server.is_oauth))
 
-/** A token is held while the backend reports one with an expiry (authenticated or expired). */
+/** The backend says whether a token is held (also in Auth Error: a person may still end that session). */
 export function holdsToken(server: ServerStatus): boolean {
-  return server.is_oauth && (server.oauth_status === 'authenticated' || server.oauth_status === 'expired')
+  return server.is_oauth && server.token_held
 }
 
 /** The backend's own rule, shown as-is: a person must log in. */

@@ -15,6 +15,7 @@ export interface ServerStatus {
   enabled: boolean
   is_oauth: boolean
   oauth_status: OAuthStatus
+  token_held: boolean
   refresh_state: RefreshState
   token_expires_at: string | null
   next_refresh_at: string | null
