@@ -6,7 +6,7 @@ WEBUI   := mcpproxy/webui_dist/index.html
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST  := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test lint unit e2e bench demo chromium clean
+.PHONY: install run test lint unit e2e fuzz bench demo chromium clean
 
 install: $(STAMP) $(WEBUI)
 
@@ -38,6 +38,9 @@ e2e: install chromium
 
 test: install chromium lint
 	$(PYTEST) tests e2e
+
+fuzz: install
+	$(PYTEST) tests/security/test_fuzz.py
 
 bench: install
 	$(PY) -m bench
