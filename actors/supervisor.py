@@ -134,17 +134,16 @@ class Supervisor(GuardedActor):
         if self.stopping:
             return
         dead = msg.childAddress
-        if dead == self.worker:
-            log.error("the OAuth worker stopped; starting a new one")
-            self.worker = self.createActor(OAuthWorker)
+        if dead in (self.worker, self.hub):
+            # Both are shared by every TokenActor: start a new one and tell each where it is.
+            what = "worker" if dead == self.worker else "hub"
+            log.error("the %s stopped; starting a new one", "OAuth worker" if what == "worker" else "event hub")
+            if what == "worker":
+                self.worker = self.createActor(OAuthWorker)
+            else:
+                self.hub = self.createActor(EventHub)
             for name, addr in self.actors.items():
-                self._configure(addr, self.servers[name], "worker_restarted")
-            return
-        if dead == self.hub:
-            log.error("the event hub stopped; starting a new one")
-            self.hub = self.createActor(EventHub)
-            for name, addr in self.actors.items():
-                self._configure(addr, self.servers[name], "hub_restarted")
+                self._configure(addr, self.servers[name], f"{what}_restarted")
             return
         found = next((n for n, a in self.actors.items() if a == dead), None)
         if found is None:

@@ -24,15 +24,8 @@ from mcpproxy.cli.ctl import (
     show_status,
 )
 from mcpproxy.cli.format import status_table
+from mcpproxy.cli.options import config_options
 from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_path, load_config
-
-
-def config_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--data-dir", envvar="MCPPROXY_DATA_DIR", type=click.Path(file_okay=False),
-                     help="Data folder (tokens, API key, logs).")(f)
-    f = click.option("--config", "config_path", envvar="MCPPROXY_CONFIG", type=click.Path(dir_okay=False),
-                     help="Config file (default ~/.mcpproxy/mcp_config.json).")(f)
-    return f
 
 
 def load(config_path: str | None, data_dir: str | None) -> Config:

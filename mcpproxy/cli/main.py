@@ -8,15 +8,8 @@ from pathlib import Path
 import click
 
 from mcpproxy import __version__
+from mcpproxy.cli.options import config_options
 from mcpproxy.config import ConfigError, default_config_path, load_config, write_default_config
-
-
-def config_options(f):  # type: ignore[no-untyped-def]
-    f = click.option("--data-dir", envvar="MCPPROXY_DATA_DIR", type=click.Path(file_okay=False),
-                     help="Data folder (tokens, API key, logs).")(f)
-    f = click.option("--config", "config_path", envvar="MCPPROXY_CONFIG", type=click.Path(dir_okay=False),
-                     help="Config file (default ~/.mcpproxy/mcp_config.json).")(f)
-    return f
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

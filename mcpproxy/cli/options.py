@@ -1,0 +1,19 @@
+"""Options every `mcpproxy` command shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def config_options(f: F) -> F:
+    """--config and --data-dir (or MCPPROXY_CONFIG, MCPPROXY_DATA_DIR), as DESIGN §3 asks of every command."""
+    f = click.option("--data-dir", envvar="MCPPROXY_DATA_DIR", type=click.Path(file_okay=False),
+                     help="Data folder (tokens, API key, logs).")(f)
+    f = click.option("--config", "config_path", envvar="MCPPROXY_CONFIG", type=click.Path(dir_okay=False),
+                     help="Config file (default ~/.mcpproxy/mcp_config.json).")(f)
+    return f
