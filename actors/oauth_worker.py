@@ -8,14 +8,16 @@ Thespian lets only the actor's own thread send messages.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from thespian.actors import ActorExitRequest, WakeupMessage
+from thespian.actors import WakeupMessage
 
 from actors.base import GuardedActor, name_process
 from actors.messages import Work, WorkDone
@@ -29,10 +31,45 @@ PER_HOST = 4  # concurrent requests to one authorization server
 POLL = 0.005
 
 
+class DaemonPool:
+    """A bounded pool of daemon threads: a request hanging on a dead server never holds up the exit
+    (ThreadPoolExecutor's threads are joined at exit, up to the read timeout)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.jobs: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
+        self.threads = 0
+        self.idle = 0
+        self.lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        self.jobs.put((fut, fn, args))
+        with self.lock:
+            if self.idle == 0 and self.threads < self.size:
+                self.threads += 1
+                threading.Thread(target=self._run, name=f"oauth-{self.threads}", daemon=True).start()
+        return fut
+
+    def _run(self) -> None:
+        while True:
+            with self.lock:
+                self.idle += 1
+            fut, fn, args = self.jobs.get()
+            with self.lock:
+                self.idle -= 1
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args))
+            except BaseException as e:  # noqa: BLE001 — handed to the actor, which classifies it
+                fut.set_exception(e)
+
+
 class OAuthWorker(GuardedActor):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: DaemonPool | None = None
         self.running: list[tuple[Future[Any], Work, Any, float]] = []
         self.polling = False
         self.host_slots: dict[str, threading.BoundedSemaphore] = {}
@@ -41,7 +78,7 @@ class OAuthWorker(GuardedActor):
     def receiveMsg_Work(self, msg: Work, sender: Any) -> None:
         if self.pool is None:  # created here, after fork, never inherited
             name_process("mcpproxy-oauth")
-            self.pool = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="oauth")
+            self.pool = DaemonPool(MAX_THREADS)
         started = time.time()
         fut = self.pool.submit(self._run, msg)
         self.running.append((fut, msg, sender, started))
@@ -65,10 +102,6 @@ class OAuthWorker(GuardedActor):
         self.polling = bool(still)
         if self.polling:
             self.wakeupAfter(timedelta(seconds=POLL))
-
-    def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- in the pool's threads ------------------------------------------------------------------
 

@@ -255,7 +255,10 @@ async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientRespon
             streams.discard(upstream)
         return out
     finally:
-        upstream.close()
+        if upstream.content.at_eof():
+            upstream.release()  # back to the pool: the next call skips the TCP handshake
+        else:
+            upstream.close()  # cut off mid-answer: that connection cannot be reused
 
 
 async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
