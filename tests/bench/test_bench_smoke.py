@@ -1,0 +1,54 @@
+"""The benchmark runner works end to end: quick mode, three servers, every figure, a report written."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bench.__main__ import main
+from bench.refresh import lateness_of
+from bench.stats import Summary, Table, percentile
+
+FIGURE_TITLES = ("Refresh lateness", "SSE delivery", "Memory", "Startup to ready", "Logout latency",
+                 "Pass-through overhead")
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile([3.0], 0.99) == 3.0
+    s = Summary.of([0.2, 0.1, 0.3])
+    assert (s.n, s.p50, s.max) == (3, 0.2, 0.3)
+    assert math.isnan(Summary.of([]).p50)
+
+
+def test_lateness_is_measured_from_the_80_percent_mark() -> None:
+    entry = {"at": 108.05, "prev_issued_at": 100.0, "prev_expires_at": 110.0, "result": "ok"}
+    assert lateness_of(entry) == pytest.approx(0.05)
+    assert lateness_of({"at": 1.0, "prev_issued_at": None, "prev_expires_at": None}) is None
+
+
+def test_table_says_plainly_when_a_target_is_missed() -> None:
+    t = Table("X", "p99 ≤ 1 ms", ["a"], [["1"]], met=False)
+    assert "**MISSED**" in t.markdown()
+    assert "MISSED" in t.text()
+
+
+@pytest.mark.timeout(120)
+def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "benchmarks.md"
+    assert main(["--quick", "--sizes", "3", "--out", str(out)]) == 0
+    doc = out.read_text()
+    printed = capsys.readouterr().out
+    for title in FIGURE_TITLES:
+        assert f"## {title}" in doc, title
+        assert title in printed
+    assert "failed to run" not in doc, printed[-3000:]
+    for field in ("cores", "RAM", "Python", "Thespian", "command"):
+        assert f"| {field} |" in doc
+    assert "python -m bench --quick --sizes 3" in doc
+    # Every figure produced real numbers at N=3 (the verdicts themselves depend on the machine).
+    assert "| 3 | 0 |" not in doc
