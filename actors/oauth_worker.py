@@ -27,7 +27,9 @@ from mcpproxy.oauth.errors import OAuthError
 log = logging.getLogger("mcpproxy.worker")
 
 MAX_THREADS = 32
-PER_HOST = 4  # concurrent requests to one authorization server
+#: Concurrent requests to one authorization server. Each server is single-flight already, so this
+#: only bounds the load on a shared AS; it is wide enough that a few hanging requests cannot starve the rest.
+PER_HOST = 16
 POLL = 0.005
 
 

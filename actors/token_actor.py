@@ -111,6 +111,7 @@ class TokenActor(GuardedActor):
     def receiveMsg_Configure(self, msg: Configure, sender: Any) -> None:
         first = self.server is None
         url_changed = self.server is not None and self.server.url != msg.server.url
+        worker_lost = self.worker is not None and msg.worker != self.worker
         self.server = msg.server
         self.name = msg.server.name
         self.threshold = msg.threshold
@@ -123,7 +124,23 @@ class TokenActor(GuardedActor):
         if first:
             name_process(f"mcpproxy:{self.name}")
             self._load()
+        if worker_lost:
+            self._work_lost()
         self._evaluate(msg.reason)
+
+    def _work_lost(self) -> None:
+        """The worker died with our work: fail it now (and retry) rather than wait for its deadline."""
+        lost, self.pending = self.pending, {}
+        err = OAuthError("network", "the OAuth worker stopped while handling this request")
+        for rid, ctx in lost.items():
+            if ctx.op == "refresh" and rid == self.inflight:
+                self.inflight = None
+                self._refresh_failed(err, ctx)
+            elif ctx.op == "exchange":
+                for asker, _ in ctx.askers:
+                    self.send(asker, Failure(self.name, err.kind, f"{err.message} — start the login again", 502))
+            elif ctx.op in ("discover", "register"):
+                self._login_prep_failed(err)
 
     def _open_store(self) -> TokenStore:
         if self.store is None:

@@ -209,9 +209,9 @@ def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 def start_oauth_server(access_ttl: float = 3600, refresh_ttl: float = 86400, rotate: bool = True,
                        consent: bool = False, pkce_metadata: bool = True,
                        scopes: str = "mcp:read mcp:write", timeout: float = 15,
-                       verbose: bool = False) -> OAuthServerHandle:
-    """Launch ``python -m tests.oauthserver --port 0`` and wait for its READY line."""
-    cmd = [sys.executable, "-m", "tests.oauthserver", "--host", "127.0.0.1", "--port", "0",
+                       verbose: bool = False, port: int = 0) -> OAuthServerHandle:
+    """Launch ``python -m tests.oauthserver --port PORT`` (0: a free one) and wait for its READY line."""
+    cmd = [sys.executable, "-m", "tests.oauthserver", "--host", "127.0.0.1", "--port", str(port),
            "--access-ttl", str(access_ttl), "--refresh-ttl", str(refresh_ttl),
            "--scopes", scopes]
     if not rotate:
