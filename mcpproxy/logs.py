@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.config
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,10 @@ def logging_dict(level: str = "INFO", fmt: str = "text", log_file: Path | None =
 
 
 def setup_logging(level: str = "INFO", fmt: str = "text", log_file: Path | None = None) -> dict[str, Any]:
+    if log_file is not None:
+        # Private whatever the umask: it names servers and endpoints (never a secret, but still the user's).
+        os.close(os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        os.chmod(log_file, 0o600)
     conf = logging_dict(level, fmt, log_file)
     logging.config.dictConfig(conf)
     return conf

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ def serve(config_path: str | None, data_dir: str | None, listen: str | None, log
     except ConfigError as e:
         click.echo(f"mcpproxy: {e}", err=True)
         sys.exit(2)
+    os.umask(0o077)  # everything the service writes (store, key, logs and their rotations) is the user's alone
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     log_conf = setup_logging(log_level, log_format, config.data_dir / "mcpproxy.log")
     if created:

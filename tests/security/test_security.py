@@ -371,7 +371,7 @@ def _check_private(data_dir: Path, when: str) -> None:
     store = data_dir / "store"
     modes = {"data dir": (data_dir, 0o700), "store folder": (store, 0o700),
              "store data.mdb": (store / "data.mdb", 0o600), "store lock.mdb": (store / "lock.mdb", 0o600),
-             "api_key": (data_dir / "api_key", 0o600)}
+             "api_key": (data_dir / "api_key", 0o600), "log file": (data_dir / "mcpproxy.log", 0o600)}
     wrong = [f"{what} {path} is {oct(_mode(path))}, expected {oct(want)}"
              for what, (path, want) in modes.items() if _mode(path) != want]
     others = [f"{f.name} is {oct(_mode(f))}" for f in store.iterdir() if _mode(f) & 0o077]
