@@ -18,16 +18,17 @@ from tests.mcpserver.control import obtain_token
 
 TARGET = 0.002
 WHEN_MISSED = (
-    "Where the time goes when it is missed: the added time is a constant ~45 ms whatever the fleet size, which "
-    "is a stall, not work. With a plain `requests` client the same MCP `initialize` through /mcp/{name} adds "
-    "~4.4 ms over direct (p50 7.9 vs 3.5 ms), of which ~2.3 ms is the GetToken ask to the TokenActor (a GET "
-    "/api/v1/servers/{name}, also one ask, takes 2.3 ms). A fixed ~40 ms delay seen by one client and not by "
-    "another is the signature of Nagle's algorithm meeting delayed ACKs on a hop where a message goes out in "
-    "several small writes (the relayed event stream: headers, then each chunk, then the final chunk; or the "
-    "client's request head and body) — to confirm with a packet capture. What would fix it: TCP_NODELAY on "
-    "the upstream and downstream sockets, writing a short upstream answer in one piece, keeping upstream "
-    "connections pooled (the relay closes each upstream response instead of releasing it), and caching the "
-    "token in the gateway until shortly before expiry so a call needs no actor ask (~2 ms)."
+    "Where the time goes: the added ~4.5 ms is constant across fleet sizes, so it is per-call work, not "
+    "contention. About 2.3 ms is the GetToken ask — a hop into the gateway's thread pool, then the "
+    "message routed external → admin → Supervisor → TokenActor and back through Thespian's "
+    "multiprocessing queues (a bare ask to a top-level actor costs ~0.5 ms; reusing the private context "
+    "saves only 0.08 ms, measured). The rest is the relay itself: parsing the client's request, a pooled "
+    "upstream request, and relaying the SSE answer chunk by chunk. Found and fixed on the way: the test "
+    "MCP server's sockets lacked TCP_NODELAY (a ~40 ms delayed-ACK stall per call) and the relay closed "
+    "every upstream connection instead of returning it to the pool (~45 ms → ~5 ms). What would reach 2 "
+    "ms: let the gateway keep the token until shortly before it expires, invalidated by the "
+    "token_refreshed/logout events it already receives — DESIGN §3 forbids caching beyond one request "
+    "today, so that is a contract decision, not a bug fix."
 )
 
 
