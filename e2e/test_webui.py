@@ -252,6 +252,8 @@ def test_refresh_events_then_invalid_grant_turns_card_to_auth_error(
     # The dead session can still be ended: its token is held until a logout.
     assert status["token_held"] is True
     expect(logout_button(page)).to_be_visible()
+    # A refresh cannot help any more (the backend would answer 409): only Log in and Log out are offered.
+    expect(card(page).get_by_test_id("refresh")).to_have_count(0)
     shoot_badge(page, "auth-error")
 
 

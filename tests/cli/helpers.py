@@ -51,3 +51,15 @@ def follow_like_a_browser(url: str) -> requests.Response:
     r = requests.get(url, allow_redirects=False, timeout=10)
     assert r.status_code == 302, r.text
     return requests.get(r.headers["Location"], timeout=60)
+
+
+def login_through_cli(argv: list[str], timeout: float = 60) -> tuple[int, str, str]:
+    """Runs a `login --no-browser` command, follows the URL it prints like a browser, and waits for it."""
+    proc, url = start_login(argv)
+    try:
+        assert follow_like_a_browser(url).status_code == 200
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.helpers import MCPPROXY, follow_like_a_browser, mcpproxy, start_login
+from tests.cli.helpers import MCPPROXY, login_through_cli, mcpproxy
 from tests.harness import ServiceHandle
 from tests.oauthserver.control import OAuthServerHandle
 
@@ -18,15 +18,9 @@ def test_auth_commands_through_the_service_then_standalone_logout(
     assert r.returncode == 1 and "server 'plain' does not use OAuth" in r.stderr
     assert mcpproxy(service, "auth", "logout").returncode == 2
 
-    proc, url = start_login([MCPPROXY, "auth", "login", "--server", "demo", "--no-browser",
-                             "--config", str(service.config_path)])
-    try:
-        assert follow_like_a_browser(url).status_code == 200
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    code, out, err = login_through_cli([MCPPROXY, "auth", "login", "--server", "demo", "--no-browser",
+                                        "--config", str(service.config_path)])
+    assert code == 0, err
     assert "Logged in to 'demo'" in out
 
     r = mcpproxy(service, "auth", "status", "--server", "demo", "--json")

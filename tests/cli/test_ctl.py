@@ -8,7 +8,14 @@ import subprocess
 
 import requests
 
-from tests.cli.helpers import CTL, clean_env, ctl, follow_like_a_browser, run, start_login
+from tests.cli.helpers import (
+    CTL,
+    clean_env,
+    ctl,
+    login_through_cli,
+    run,
+    start_login,
+)
 from tests.harness import ROOT, ServiceHandle, free_port, wait_until
 from tests.oauthserver.control import OAuthServerHandle
 
@@ -57,15 +64,9 @@ def test_status_table_json_and_errors(service: ServiceHandle) -> None:
 
 def test_login_no_browser_completes_over_sse_then_refresh_events_logout(
         service: ServiceHandle, auth_server: OAuthServerHandle) -> None:
-    proc, url = start_login([CTL, "--config", str(service.config_path), "login", "demo", "--no-browser",
-                             "--timeout", "60"])
-    try:
-        assert follow_like_a_browser(url).status_code == 200
-        out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0, err
+    code, out, err = login_through_cli([CTL, "--config", str(service.config_path), "login", "demo", "--no-browser",
+                                        "--timeout", "60"])
+    assert code == 0, err
     assert "Logged in to 'demo'" in out
     assert service.status("demo")["oauth_status"] == "authenticated"
 
