@@ -121,11 +121,15 @@ class ServiceClient:
     def refresh(self, name: str) -> dict[str, Any]:
         return dict(self.request("POST", f"/api/v1/servers/{_q(name)}/refresh", {}, timeout=90))
 
-    def events(self, server: str | None = None) -> EventStream:
-        """Opens /events; once this returns the service has subscribed us, so nothing later is missed."""
+    def events(self, server: str | None = None, last_event_id: str | None = None) -> EventStream:
+        """Opens /events; once this returns the service has subscribed us, so nothing later is missed.
+
+        With last_event_id the service first replays what came after it (a reconnect loses nothing).
+        """
         params = {"server": server} if server else {}
+        headers = {**self.headers, **({"Last-Event-ID": last_event_id} if last_event_id else {})}
         try:
-            resp = self.session.get(self.base_url + "/events", params=params, headers=self.headers, stream=True,
+            resp = self.session.get(self.base_url + "/events", params=params, headers=headers, stream=True,
                                     timeout=(10, SSE_READ_TIMEOUT))
         except requests.ConnectionError:
             raise ServiceNotRunning(self.base_url) from None
@@ -144,6 +148,7 @@ class EventStream:
 
     def __init__(self, resp: requests.Response) -> None:
         self.resp = resp
+        self.last_id: str | None = None  # the newest id seen, also from a data-less `id:` block
 
     def __iter__(self) -> Iterator[SSEEvent]:
         ev_id: str | None = None
@@ -163,7 +168,7 @@ class EventStream:
             elif raw.startswith(":"):
                 continue
             elif raw.startswith("id:"):
-                ev_id = raw[3:].strip()
+                ev_id = self.last_id = raw[3:].strip()
             elif raw.startswith("event:"):
                 name = raw[6:].strip()
             elif raw.startswith("data:"):

@@ -23,10 +23,16 @@ from mcpproxy.cli.client import (
     ClientError,
     EventStream,
     ServiceClient,
+    ServiceNotRunning,
     SSEEvent,
     locate,
 )
 from mcpproxy.cli.format import event_line, relative, status_table
+
+#: `events` reconnects after a drop: backoff from 0.5 s to 10 s, giving up after 2 minutes without the service.
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 10.0
+RECONNECT_GIVE_UP = 120.0
 
 DEFAULT_LOGIN_TIMEOUT = 300.0
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
@@ -293,23 +299,45 @@ def refresh(target: Target, name: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event: {id, event, data}.")
 @click.pass_obj
 def events(target: Target, server: str | None, as_json: bool) -> None:
-    """Follow the service's events until Ctrl-C."""
-    stream = target.client().events(server=server)
-    try:
-        for ev in stream:
-            if ev.event == "ping":
-                continue
-            if as_json:
-                click.echo(json.dumps({"id": ev.id, "event": ev.event, "data": ev.data}))
-            else:
-                click.echo(event_line(ev.event, ev.data))
-    except KeyboardInterrupt:
-        return
-    except Exception:  # noqa: BLE001 — requests raises several kinds when the connection drops
-        fail("the event stream broke off (did the service stop?)")
-    finally:
-        stream.close()
-    fail("the service closed the event stream (did it stop?)")
+    """Follow the service's events until Ctrl-C; reconnects (with Last-Event-ID) when the service restarts."""
+    client = target.client()
+    last_id: str | None = None
+    down_since: float | None = None
+    delay = RECONNECT_FIRST
+    while True:
+        try:
+            stream = client.events(server=server, last_event_id=last_id)
+        except (ServiceNotRunning, ApiFailure) as e:
+            if down_since is None or isinstance(e, ApiFailure) and e.status in (401, 404):
+                raise  # never connected, or refused: say so now
+            down_since = down_since or time.monotonic()
+            if time.monotonic() - down_since > RECONNECT_GIVE_UP:
+                fail(f"the service has not answered for {RECONNECT_GIVE_UP:.0f}s; giving up")
+            time.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX)
+            continue
+        if down_since is not None:
+            click.echo("mcpproxy-ctl: reconnected to the event stream", err=True)
+        down_since, delay = None, RECONNECT_FIRST
+        try:
+            for ev in stream:
+                if ev.id:
+                    last_id = ev.id
+                if ev.event == "ping":
+                    continue
+                if as_json:
+                    click.echo(json.dumps({"id": ev.id, "event": ev.event, "data": ev.data}))
+                else:
+                    click.echo(event_line(ev.event, ev.data))
+        except KeyboardInterrupt:
+            return
+        except Exception:  # noqa: BLE001 — requests raises several kinds when the connection drops
+            pass
+        finally:
+            last_id = stream.last_id or last_id
+            stream.close()
+        click.echo("mcpproxy-ctl: the event stream broke off (service restarting?); reconnecting…", err=True)
+        down_since = time.monotonic()
 
 
 def main() -> None:

@@ -84,12 +84,15 @@ async def handler(request: web.Request) -> web.StreamResponse:
         await resp.prepare(request)
         await resp.write(b"retry: 2000\n: connected\n\n")
         sent = last_id or 0
-        if last_id is not None:
-            snap = await request.app[BRIDGE].snapshot(since_id=last_id)
-            for old in snap.events:
-                if _matches(old, server):
-                    await resp.write(frame(old))
-                sent = max(sent, old.id)
+        snap = await request.app[BRIDGE].snapshot(since_id=last_id)
+        for old in snap.events:
+            if _matches(old, server):
+                await resp.write(frame(old))
+            sent = max(sent, old.id)
+        if last_id is None:
+            # An id with no data sets the client's last-event-id (HTML SSE §9.2.6) without an event: a client
+            # that hears nothing before the service restarts still resumes from here, and misses nothing.
+            await resp.write(f"id: {snap.last_id}\n\n".encode())
         while True:
             try:
                 ev: Published | None = await asyncio.wait_for(q.get(), PING_EVERY)

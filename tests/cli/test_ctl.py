@@ -130,3 +130,26 @@ def test_service_not_running_says_how_to_start_it() -> None:
         r = run([CTL, "--url", url, "--api-key", "x" * 20, *args])
         assert r.returncode == 1, (args, r.stderr)
         assert f"not running at {url}" in r.stderr and "mcpproxy serve" in r.stderr and "make run" in r.stderr
+
+
+def test_events_reconnects_after_a_service_restart_and_misses_nothing(service: ServiceHandle) -> None:
+    ev = subprocess.Popen([CTL, "--config", str(service.config_path), "events", "--json", "--server", "demo"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=clean_env())
+    try:
+        assert ev.stdout is not None
+        wait_until(lambda: "mcpproxy_sse_clients 1" in service.api("GET", "/metrics").text, 20,
+                   "mcpproxy-ctl events to be subscribed")
+        service.stop()
+        service.start()
+        service.login("demo")  # an event only the new instance can have sent
+
+        def login_seen() -> bool:
+            line = ev.stdout.readline()  # type: ignore[union-attr]
+            return bool(line) and json.loads(line)["event"] == "oauth.login_completed"
+
+        wait_until(login_seen, 60, "oauth.login_completed after the restart")
+        assert ev.poll() is None, "events exited instead of reconnecting"
+    finally:
+        ev.terminate()
+        _, err = ev.communicate(timeout=10)
+    assert "reconnected" in err
