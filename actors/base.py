@@ -19,14 +19,16 @@ from actors.messages import (
     Logout,
     RefreshNow,
     Reload,
+    ScopeRequired,
     Start,
     StartLogin,
+    TokenRefused,
     TokenRejected,
 )
 
 #: Messages whose sender waits for an answer: a failing handler still answers them.
-REQUESTS = (CompleteLogin, GetActors, GetSnapshot, GetStatus, GetToken, Logout, RefreshNow, Reload, Start,
-            StartLogin, TokenRejected)
+REQUESTS = (CompleteLogin, GetActors, GetSnapshot, GetStatus, GetToken, Logout, RefreshNow, Reload, ScopeRequired,
+            Start, StartLogin, TokenRefused, TokenRejected)
 
 F = TypeVar("F", bound=Callable[..., None])
 

@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from thespian.actors import ActorExitRequest, WakeupMessage
@@ -144,8 +145,6 @@ class TokenActor(GuardedActor):
 
     def _open_store(self) -> TokenStore:
         if self.store is None:
-            from pathlib import Path
-
             self.store = TokenStore(Path(self.data_dir))
         return self.store
 
