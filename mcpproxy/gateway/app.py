@@ -102,6 +102,8 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             origin_host = f"{o.hostname}:{o.port or (443 if o.scheme == 'https' else 80)}".lower()
             if allowed is not None and origin_host not in allowed:
                 raise ApiError(403, f"cross-origin request from {origin} refused")
+        if path.startswith("/mcp"):
+            refuse_browser_fetch(request)
         if _needs_key(path, config):
             key = presented_key(request)
             if not key or not hmac.compare_digest(key.encode(), request.app[API_KEY].encode()):
@@ -125,6 +127,30 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         log.error("path=%s %s", path, e)
         return error_response(503, f"the service is busy or restarting: {e}") if api else web.Response(
             status=503, text=str(e))
+
+
+#: Fetch metadata (W3C) a browser sends with a request it makes for a page. MCP clients send none of it,
+#: and the pass-through attaches a server's token: no other site's page, navigation or `no-cors` fetch
+#: (an <img>, a <form>, a top-level link) may reach it.
+REFUSED_FETCH_SITES = frozenset({"cross-site", "same-site"})
+REFUSED_FETCH_MODES = frozenset({"navigate", "no-cors", "nested-navigate"})
+#: Every /mcp answer: nothing an upstream sends can run as a page on this origin.
+MCP_ANSWER_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'", "X-Content-Type-Options": "nosniff"}
+
+
+def refuse_browser_fetch(request: web.Request) -> None:
+    site = request.headers.get("Sec-Fetch-Site", "").lower()
+    mode = request.headers.get("Sec-Fetch-Mode", "").lower()
+    if site in REFUSED_FETCH_SITES:
+        raise ApiError(403, f"requests to /mcp from another site's page are refused (Sec-Fetch-Site: {site})")
+    if mode in REFUSED_FETCH_MODES:
+        raise ApiError(403, f"browser navigations and no-cors requests to /mcp are refused (Sec-Fetch-Mode: {mode})")
+
+
+async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: runs for every answer, streamed ones and the middleware's refusals included."""
+    if request.path.startswith("/mcp"):
+        response.headers.update(MCP_ANSWER_HEADERS)
 
 
 class QuietAccessLogger(AbstractAccessLogger):
@@ -181,6 +207,7 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
     ])
     app.cleanup_ctx.append(passthrough.upstream_client)
     app.on_shutdown.append(passthrough.close_streams)
+    app.on_response_prepare.append(secure_headers)
     app.on_startup.append(_start_listener)
     app.on_shutdown.append(_close_streams)
     return app

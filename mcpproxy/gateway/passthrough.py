@@ -50,6 +50,8 @@ METHODS = ("GET", "POST", "DELETE")
 # Mcp-Param-…), cross the proxy: never Authorization, Cookie, X-API-Key, Host or Origin.
 REQUEST_HEADERS = frozenset({"accept", "content-type", "last-event-id", "user-agent"})
 RESPONSE_HEADERS = frozenset({"content-type", "last-event-id", "cache-control", "retry-after", "allow"})
+#: The only answers MCP Streamable HTTP has; anything else (an HTML page above all) is never relayed.
+RELAYED_TYPES = frozenset({"application/json", "text/event-stream"})
 
 LOGIN_NEEDED = -32001
 PROXY_ERROR = -32000
@@ -233,6 +235,12 @@ async def _discard(upstream: aiohttp.ClientResponse) -> None:
 async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
     headers = _pick(upstream.headers, RESPONSE_HEADERS)
     try:
+        if not _relayable(upstream):  # left unread: the finally below closes that connection
+            log.warning("server=%s upstream answered HTTP %d with %s; not relayed", name, upstream.status,
+                        _printable(upstream.content_type))
+            return rpc_error(upstream.status if upstream.status >= 400 else 502, PROXY_ERROR,
+                             f"server '{name}' answered HTTP {upstream.status} with "
+                             f"{_printable(upstream.content_type)}, which is not an MCP answer", name, "upstream")
         if upstream.content_type != "text/event-stream":
             try:
                 body = await upstream.read()
@@ -259,6 +267,17 @@ async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientRespon
             upstream.release()  # back to the pool: the next call skips the TCP handshake
         else:
             upstream.close()  # cut off mid-answer: that connection cannot be reused
+
+
+def _relayable(upstream: aiohttp.ClientResponse) -> bool:
+    """JSON and SSE answers, and empty ones (202 to a notification, 204 to a DELETE) that carry no type."""
+    if upstream.content_type in RELAYED_TYPES:
+        return True
+    return "Content-Type" not in upstream.headers and (upstream.status in (202, 204) or upstream.content_length == 0)
+
+
+def _printable(text: str) -> str:
+    return "".join(c if c.isprintable() else "?" for c in text)[:80]
 
 
 async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
