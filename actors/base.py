@@ -9,26 +9,7 @@ from typing import Any, TypeVar
 
 from thespian.actors import ActorTypeDispatcher
 
-from actors.messages import (
-    CompleteLogin,
-    Failure,
-    GetActors,
-    GetSnapshot,
-    GetStatus,
-    GetToken,
-    Logout,
-    RefreshNow,
-    Reload,
-    ScopeRequired,
-    Start,
-    StartLogin,
-    TokenRefused,
-    TokenRejected,
-)
-
-#: Messages whose sender waits for an answer: a failing handler still answers them.
-REQUESTS = (CompleteLogin, GetActors, GetSnapshot, GetStatus, GetToken, Logout, RefreshNow, Reload, ScopeRequired,
-            Start, StartLogin, TokenRefused, TokenRejected)
+from actors.messages import Failure, Request
 
 F = TypeVar("F", bound=Callable[..., None])
 
@@ -45,9 +26,9 @@ def guarded(handler: F) -> F:
             logging.getLogger(f"mcpproxy.{type(self).__name__}").exception(
                 "server=%s handler %s failed: %s", name, type(msg).__name__, type(e).__name__
             )
-            if isinstance(msg, REQUESTS):
+            if isinstance(msg, Request):
                 try:
-                    self.send(sender, Failure(name, "internal", f"internal error in {type(msg).__name__}", 500))
+                    self.send(sender, Failure(name, "internal", f"internal error in {type(msg).__name__}"))
                 except Exception:  # noqa: BLE001
                     pass
 

@@ -2,6 +2,8 @@
 
 One class per intent. Nothing secret travels except where the receiver must hold it: the access
 token to the gateway for one pass-through request (TokenAnswer), and OAuth work to the worker.
+A message whose sender waits for an answer derives from `Request`: a failing handler still answers it.
+The answers a TokenActor gives are the session core's (mcpproxy.session), re-exported here.
 """
 
 from __future__ import annotations
@@ -10,12 +12,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpproxy.config import Config, ServerConfig
+from mcpproxy.session import (
+    Failure,
+    LoggedOut,
+    LoginCompleted,
+    LoginStarted,
+    Refreshed,
+    TokenAnswer,
+)
+from mcpproxy.work import Op
+
+__all__ = ["Failure", "LoggedOut", "LoginCompleted", "LoginStarted", "Refreshed", "TokenAnswer"]
+
+
+class Request:
+    """Marker: the sender waits for an answer (a Failure when the handler fails)."""
+
 
 # ---- service → Supervisor ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Start:
+class Start(Request):
     config: Config
     service_pid: int = 0
 
@@ -28,7 +46,7 @@ class Started:
 
 
 @dataclass(frozen=True)
-class Reload:
+class Reload(Request):
     config: Config
 
 
@@ -41,7 +59,7 @@ class Reloaded:
 
 
 @dataclass(frozen=True)
-class GetActors:
+class GetActors(Request):
     pass
 
 
@@ -74,25 +92,18 @@ class Configure:
 
 
 @dataclass(frozen=True)
-class GetStatus:
+class GetStatus(Request):
     pass
 
 
 @dataclass(frozen=True)
-class StartLogin:
+class StartLogin(Request):
     redirect_uri: str
     open_browser: bool = False
 
 
 @dataclass(frozen=True)
-class LoginStarted:
-    server: str
-    auth_url: str
-    state: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class CompleteLogin:
+class CompleteLogin(Request):
     state: str = field(repr=False)
     code: str = field(repr=False)
     iss: str | None = None
@@ -101,56 +112,29 @@ class CompleteLogin:
 
 
 @dataclass(frozen=True)
-class LoginCompleted:
-    server: str
-    status: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Logout:
+class Logout(Request):
     reason: str = "user"
 
 
 @dataclass(frozen=True)
-class LoggedOut:
-    server: str
-    revoked: bool
-    status: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class RefreshNow:
+class RefreshNow(Request):
     pass
 
 
 @dataclass(frozen=True)
-class Refreshed:
-    server: str
-    token_expires_at: str | None
-    status: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class GetToken:
+class GetToken(Request):
     """The pass-through asks for the current access token (single-flight during a refresh)."""
 
 
 @dataclass(frozen=True)
-class TokenAnswer:
-    server: str
-    access_token: str = field(repr=False)
-    generation: int = 0
-
-
-@dataclass(frozen=True)
-class TokenRejected:
+class TokenRejected(Request):
     """The upstream answered 401 to this generation's token: refresh once, then answer like GetToken."""
 
     generation: int
 
 
 @dataclass(frozen=True)
-class TokenRefused:
+class TokenRefused(Request):
     """The upstream answered 401 even to the token handed out after a TokenRejected: a person must log in.
 
     Answered with the server's status."""
@@ -159,27 +143,10 @@ class TokenRefused:
 
 
 @dataclass(frozen=True)
-class ScopeRequired:
+class ScopeRequired(Request):
     """The upstream answered 403 insufficient_scope: the next login asks for these too. Answered with the status."""
 
     scopes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    generation: int
-    connected: bool
-    detail: str | None = None
-
-
-@dataclass(frozen=True)
-class Failure:
-    """Every request that can fail answers with this instead of raising."""
-
-    server: str
-    kind: str
-    message: str
-    status: int = 400  # the HTTP status the gateway should answer with
 
 
 # ---- TokenActor ↔ OAuth worker ----------------------------------------------------------------
@@ -188,17 +155,15 @@ class Failure:
 @dataclass(frozen=True)
 class Work:
     request_id: int
-    op: str  # discover | register | exchange | refresh | revoke | probe
     generation: int
-    args: dict[str, Any] = field(repr=False)
+    op: Op = field(repr=False)
 
 
 @dataclass(frozen=True)
 class WorkDone:
     request_id: int
-    op: str
     generation: int
-    result: Any = field(repr=False)  # a result object, or an OAuthError
+    result: Any = field(repr=False)  # a mcpproxy.work.Result, or the OAuthError the op raised
     started_at: float = 0.0
 
 
@@ -260,7 +225,7 @@ class Published:
 
 
 @dataclass(frozen=True)
-class GetSnapshot:
+class GetSnapshot(Request):
     since_id: int | None = None
 
 

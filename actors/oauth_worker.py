@@ -21,7 +21,7 @@ from thespian.actors import WakeupMessage
 
 from actors.base import GuardedActor, name_process
 from actors.messages import Work, WorkDone
-from mcpproxy.oauth import discovery, http, registration, revocation, tokens
+from mcpproxy.oauth import http
 from mcpproxy.oauth.errors import OAuthError
 
 log = logging.getLogger("mcpproxy.worker")
@@ -93,11 +93,12 @@ class OAuthWorker(GuardedActor):
         for fut, work, asker, started in self.running:
             if fut.done():
                 exc = fut.exception()
+                what = type(work.op).__name__
                 result = fut.result() if exc is None else OAuthError(
-                    "protocol", f"{work.op} failed unexpectedly: {type(exc).__name__}")
+                    "protocol", f"{what} failed unexpectedly: {type(exc).__name__}")
                 if exc is not None:
-                    log.error("worker %s raised %s", work.op, type(exc).__name__)
-                self.send(asker, WorkDone(work.request_id, work.op, work.generation, result, started))
+                    log.error("worker %s raised %s", what, type(exc).__name__)
+                self.send(asker, WorkDone(work.request_id, work.generation, result, started))
             else:
                 still.append((fut, work, asker, started))
         self.running = still
@@ -122,71 +123,7 @@ class OAuthWorker(GuardedActor):
 
     def _run(self, work: Work) -> Any:
         try:
-            return self._call(work.op, work.args)
+            with self._slot(work.op.where):
+                return work.op.run(self._session())
         except OAuthError as e:
             return e
-
-    def _call(self, op: str, a: dict[str, Any]) -> Any:
-        s = self._session()
-        if op == "discover":
-            with self._slot(a["server_url"]):
-                return discovery.discover(a["server_url"], s)
-        if op == "register":
-            with self._slot(a["metadata"].issuer):
-                return registration.register_client(a["metadata"], a["redirect_uri"], scopes=a["scopes"], session=s)
-        if op == "exchange":
-            with self._slot(a["token_endpoint"]):
-                return tokens.exchange_code(
-                    a["token_endpoint"], code=a["code"], code_verifier=a["code_verifier"],
-                    client_id=a["client_id"], client_secret=a["client_secret"],
-                    redirect_uri=a["redirect_uri"], resource=a["resource"], session=s)
-        if op == "refresh":
-            with self._slot(a["token_endpoint"]):
-                return tokens.refresh(
-                    a["token_endpoint"], refresh_token=a["refresh_token"], client_id=a["client_id"],
-                    client_secret=a["client_secret"], resource=a["resource"], scopes=a["scopes"], session=s)
-        if op == "revoke":
-            # RFC 7009 §2: the refresh token first (it usually takes its access tokens with it).
-            errors = []
-            with self._slot(a["endpoint"]):
-                for token, hint in a["tokens"]:
-                    try:
-                        revocation.revoke(a["endpoint"], token=token, token_type_hint=hint,
-                                          client_id=a["client_id"], client_secret=a["client_secret"], session=s)
-                    except OAuthError as e:
-                        errors.append(e)
-            if errors:
-                return errors[0]
-            return True
-        if op == "probe":
-            with self._slot(a["url"]):
-                return probe_mcp(a["url"], a["token"], s)
-        return OAuthError("config", f"unknown work {op!r}")
-
-
-PROBE_PROTOCOL = "2025-06-18"
-PROBE_TIMEOUT = (5.0, 10.0)
-
-
-def probe_mcp(url: str, token: str, session: Any) -> tuple[bool, str]:
-    """An MCP `initialize` with the token: (connected, detail). The session it opens is deleted again."""
-    auth = {"Authorization": f"Bearer {token}"}
-    body = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-            "params": {"protocolVersion": PROBE_PROTOCOL, "capabilities": {},
-                       "clientInfo": {"name": "mcpproxy-probe", "version": "1"}}}
-    try:
-        r = session.post(url, json=body, timeout=PROBE_TIMEOUT, allow_redirects=False,
-                         headers={**auth, "Accept": "application/json, text/event-stream"})
-        r.content  # noqa: B018 — an SSE answer ends after the initialize result; read it whole
-    except Exception as e:  # noqa: BLE001 — every failure is an answer: not connected, and why
-        return False, f"the MCP server is unreachable: {type(e).__name__}"
-    sid = r.headers.get("Mcp-Session-Id")
-    if sid:
-        try:
-            session.delete(url, timeout=PROBE_TIMEOUT, allow_redirects=False,
-                           headers={**auth, "Mcp-Session-Id": sid, "MCP-Protocol-Version": PROBE_PROTOCOL}).close()
-        except Exception as e:  # noqa: BLE001 — a session left behind expires on the server's side
-            log.info("probe could not close its MCP session: %s", type(e).__name__)
-    if r.status_code == 200:
-        return True, "initialize answered HTTP 200"
-    return False, f"initialize answered HTTP {r.status_code}"

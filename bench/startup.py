@@ -31,8 +31,8 @@ def seed_store(f: Fleet, data_dir: Path, names: list[str]) -> None:
     src = TokenStore(f.svc.data_dir)
     try:
         record = src.get_token(f.names[0])
-        assert record and record.get("access_token"), "the seed login left no token"
-        clients = {record["issuer"]: src.get_client(record["issuer"])}
+        assert record is not None and record.has_token and record.issuer, "the seed login left no token"
+        clients = {record.issuer: src.get_client(record.issuer)}
     finally:
         src.close()
     dst = TokenStore(data_dir)
@@ -42,7 +42,7 @@ def seed_store(f: Fleet, data_dir: Path, names: list[str]) -> None:
             if client:
                 dst.put_client(issuer, client)
         for name in names:
-            dst.put_token(name, dict(record))
+            dst.put_token(name, record)
     finally:
         dst.close()
 

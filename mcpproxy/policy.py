@@ -1,17 +1,25 @@
-"""Refresh policy (DESIGN §2): when to refresh, how long to back off. Pure functions of plain numbers."""
+"""Refresh policy (docs/architecture.md "Refresh policy"): when to refresh, how long to back off, when to stop.
+
+Pure functions of plain numbers; the random draw for the jitter is an argument, so the session core
+that calls them stays deterministic.
+"""
 
 from __future__ import annotations
 
-import random
+from mcpproxy.oauth.errors import PERMANENT_KINDS
 
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
+#: Jitter is drawn from this share of the exponential ceiling up to all of it, so a retry is never immediate.
+JITTER_FLOOR = 0.1
 #: A Retry-After longer than this is not believed (a broken server must not park us for a day).
 RETRY_AFTER_CAP = 600.0
 #: Malformed answers are retried a few times (a deploy in progress), then a person is asked.
 MAX_PROTOCOL_ATTEMPTS = 5
 #: A worker that has not answered by then is presumed lost; the refresh is retried.
 WORK_DEADLINE = 45.0
+#: A failing streak is told (one `oauth.refresh_failed` with `will_retry: true`) after this many attempts.
+STREAK_TOLD_AFTER = 3
 
 
 def refresh_due_at(issued_at: float, expires_at: float | None, threshold: float) -> float | None:
@@ -21,14 +29,16 @@ def refresh_due_at(issued_at: float, expires_at: float | None, threshold: float)
     return issued_at + threshold * max(0.0, expires_at - issued_at)
 
 
-def backoff_delay(attempt: int, retry_after: float | None = None, rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform(0, min(cap, base·2^attempt)), never sooner than Retry-After.
+def backoff_ceiling(attempt: int) -> float:
+    """min(cap, base·2^attempt): the longest wait after `attempt` failures so far (from 0)."""
+    return min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempt, 16)))
 
-    `attempt` counts failures so far, from 0.
-    """
-    rng = rng or random.Random()
-    ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2 ** min(attempt, 16)))
-    delay = rng.uniform(0.1 * ceiling, ceiling)
+
+def backoff_delay(attempt: int, retry_after: float | None, u: float) -> float:
+    """Jittered exponential backoff: uniform over [10 %, 100 %] of the ceiling (u is a draw from [0, 1)),
+    never sooner than a believable Retry-After."""
+    ceiling = backoff_ceiling(attempt)
+    delay = ceiling * (JITTER_FLOOR + (1.0 - JITTER_FLOOR) * min(max(u, 0.0), 1.0))
     if retry_after is not None and retry_after > 0:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
     return delay
@@ -36,7 +46,7 @@ def backoff_delay(attempt: int, retry_after: float | None = None, rng: random.Ra
 
 def gives_up(kind: str, attempts: int) -> bool:
     """Whether a failure of this kind, after this many attempts, needs a person instead of a retry."""
-    if kind in ("invalid_grant", "invalid_client", "config"):
+    if kind in PERMANENT_KINDS:
         return True
     if kind == "protocol":
         return attempts >= MAX_PROTOCOL_ATTEMPTS

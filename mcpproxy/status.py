@@ -1,4 +1,4 @@
-"""The status object of DESIGN §2 "Status": one pure function from a server's state to its JSON."""
+"""The status object (docs/architecture.md "Status object"): one pure function from a server's state to its JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from mcpproxy.config import ServerConfig
 from mcpproxy.policy import refresh_due_at
+from mcpproxy.record import Problem, TokenRecord
 
 OAUTH_STATUSES = ("none", "authenticated", "expired", "error")
 
@@ -18,13 +19,13 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
-    """What a TokenActor knows besides its persisted record; never holds a secret."""
+    """What a session knows besides its persisted record; never holds a secret."""
 
     refresh_state: str = "idle"
     retry_count: int = 0
-    last_error: dict[str, str] | None = None
+    last_error: Problem | None = None
     failed: bool = False
     user_logged_out: bool = False
     next_refresh_at: float | None = None
@@ -33,32 +34,35 @@ class Runtime:
     missing_scopes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def oauth_status(record: dict[str, Any] | None, rt: Runtime, now: float) -> str:
-    if not record or not record.get("access_token"):
+def oauth_status(record: TokenRecord | None, rt: Runtime, now: float) -> str:
+    if record is None or not record.has_token:
         return "error" if rt.failed else "none"
     if rt.failed:
         return "error"
-    expires_at = record.get("expires_at")
-    if expires_at is not None and now >= expires_at:
+    if record.expires_at is not None and now >= record.expires_at:
         return "expired"
     return "authenticated"
 
 
-def needs_login(record: dict[str, Any] | None, rt: Runtime, now: float, threshold: float) -> bool:
+def login_due_at(record: TokenRecord, threshold: float) -> float | None:
+    """When a token without a refresh token asks for a login: at its refresh point (never past 95 %)."""
+    return refresh_due_at(record.issued_at, record.expires_at, min(threshold, 0.95))
+
+
+def needs_login(record: TokenRecord | None, rt: Runtime, now: float, threshold: float) -> bool:
     status = oauth_status(record, rt, now)
     if status in ("none", "error") or rt.refresh_state == "failed" or rt.missing_scopes:
         return True
     assert record is not None
-    if not record.get("refresh_token"):
-        # Nothing to refresh with: ask for a login once the token passes its refresh point.
-        due = refresh_due_at(record["issued_at"], record.get("expires_at"), min(threshold, 0.95))
+    if not record.refresh_token:
+        due = login_due_at(record, threshold)
         return due is not None and now >= due
     return False
 
 
-def build_status(server: ServerConfig, record: dict[str, Any] | None, rt: Runtime, now: float,
+def build_status(server: ServerConfig, record: TokenRecord | None, rt: Runtime, now: float,
                  threshold: float) -> dict[str, Any]:
-    has_token = bool(record and record.get("access_token"))
+    held = record if record is not None and record.has_token else None
     return {
         "name": server.name,
         "url": server.url,
@@ -66,19 +70,19 @@ def build_status(server: ServerConfig, record: dict[str, Any] | None, rt: Runtim
         "enabled": server.enabled,
         "is_oauth": True,
         "oauth_status": oauth_status(record, rt, now),
-        "token_held": has_token,
+        "token_held": held is not None,
         "refresh_state": rt.refresh_state,
-        "token_expires_at": iso(record.get("expires_at")) if has_token and record else None,
+        "token_expires_at": iso(held.expires_at) if held else None,
         "next_refresh_at": iso(rt.next_refresh_at),
-        "last_refresh_at": iso(record.get("last_refresh_at")) if record else None,
-        "refresh_count": int(record.get("refresh_count", 0)) if record else 0,
+        "last_refresh_at": iso(record.last_refresh_at) if record else None,
+        "refresh_count": record.refresh_count if record else 0,
         "retry_count": rt.retry_count,
-        "last_error": rt.last_error,
+        "last_error": rt.last_error.as_dict() if rt.last_error else None,
         "action": "login" if needs_login(record, rt, now, threshold) else None,
         "user_logged_out": rt.user_logged_out,
         "connected": rt.connected,
         "last_probe_at": iso(rt.last_probe_at),
-        "scopes": list(record.get("scopes") or []) if has_token and record else [],
+        "scopes": list(held.scopes) if held else [],
         "missing_scopes": list(rt.missing_scopes),
     }
 

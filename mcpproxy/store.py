@@ -1,4 +1,4 @@
-"""LMDB store (DESIGN §1 "Store"): one msgpack record per server, registrations by issuer, schema in meta.
+"""LMDB store (docs/architecture.md "Store"): one TokenRecord per server, registrations by issuer, schema in meta.
 
 Open it inside the process that uses it, after fork, never before. Every write commits with
 fsync before it returns, so a token is durable before anything uses or announces it.
@@ -15,6 +15,8 @@ from typing import Any
 import lmdb
 import msgpack
 
+from mcpproxy.record import RecordError, TokenRecord
+
 log = logging.getLogger("mcpproxy.store")
 
 SCHEMA_VERSION = 1
@@ -28,10 +30,6 @@ _META = b"meta"
 
 class StoreError(Exception):
     """The store as a whole cannot be used."""
-
-
-class RecordError(Exception):
-    """One record cannot be decoded; the others are fine."""
 
 
 def ensure_private_dir(path: Path) -> None:
@@ -91,14 +89,14 @@ class TokenStore:
 
     # -- tokens ----------------------------------------------------------------------------
 
-    def get_token(self, name: str) -> dict[str, Any] | None:
+    def get_token(self, name: str) -> TokenRecord | None:
         with self.env.begin(db=self._tokens) as txn:
             raw = txn.get(name.encode())
-        return None if raw is None else _decode(raw, f"token record of {name!r}")
+        return None if raw is None else TokenRecord.decode(raw, f"token record of {name!r}")
 
-    def put_token(self, name: str, record: dict[str, Any]) -> None:
+    def put_token(self, name: str, record: TokenRecord) -> None:
         with self.env.begin(write=True, db=self._tokens) as txn:
-            txn.put(name.encode(), msgpack.packb(record, use_bin_type=True))
+            txn.put(name.encode(), record.encode())
 
     def delete_token(self, name: str) -> bool:
         with self.env.begin(write=True, db=self._tokens) as txn:

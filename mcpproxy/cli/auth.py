@@ -1,7 +1,7 @@
 """`mcpproxy auth status|login|logout` — the form users of the Go mcpproxy know.
 
-Through the running service when there is one. When none runs, `logout` clears the stored token
-itself (a tombstone like the TokenActor's own logout) and revokes it when it can.
+Through the running service when there is one. When none runs, `logout` runs the session core's own
+logout rules here (tombstone, then revocation) and `status` shows the session the store would restore.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from mcpproxy import session as core
 from mcpproxy.cli.client import ServiceClient, ServiceNotRunning, locate
 from mcpproxy.cli.ctl import (
     DEFAULT_LOGIN_TIMEOUT,
@@ -26,6 +27,12 @@ from mcpproxy.cli.ctl import (
 from mcpproxy.cli.format import status_table
 from mcpproxy.cli.options import config_options
 from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_path, load_config
+from mcpproxy.oauth.errors import OAuthError
+from mcpproxy.oauth.http import new_session
+from mcpproxy.record import RecordError
+from mcpproxy.status import static_status
+from mcpproxy.store import TokenStore, store_path
+from mcpproxy.work import Revoke
 
 
 def load(config_path: str | None, data_dir: str | None) -> Config:
@@ -54,75 +61,59 @@ def running_client(config: Config) -> ServiceClient | None:
 # ---- standalone: the service is not running --------------------------------------------------------
 
 
-def standalone_logout(config: Config, name: str) -> str:
-    """Deletes the stored token (leaving a user_logged_out tombstone) and revokes it; one sentence back."""
-    from mcpproxy.oauth.errors import OAuthError
-    from mcpproxy.oauth.revocation import revoke
-    from mcpproxy.store import RecordError, TokenStore, store_path
+def _restored(config: Config, server: ServerConfig, store: TokenStore | None) -> core.Session:
+    """The server's session as the service would rebuild it from the store at start-up."""
+    try:
+        loaded = core.Loaded(store.get_token(server.name) if store is not None else None)
+    except RecordError as e:
+        loaded = core.Loaded(None, str(e), unreadable=True)
+    session, _ = core.restored(server, config.refresh_threshold, config.redirect_uri, loaded)
+    return session
 
+
+def standalone_logout(config: Config, name: str) -> str:
+    """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
+    where = f"Logged out of '{name}' (standalone, the service is not running)"
     if not store_path(config.data_dir).exists():
-        return f"Logged out of '{name}' (standalone, the service is not running): no token store, nothing to delete."
+        return f"{where}: no token store, nothing to delete."
+    server = oauth_server(config, name)
     store = TokenStore(config.data_dir)
     try:
-        try:
-            record = store.get_token(name)
-        except RecordError:
-            record = None
-        generation = int(record.get("generation", 0)) if record else 0
-        # The same tombstone the TokenActor writes on logout, so the next start shows "logged out".
-        store.put_token(name, {"generation": generation + 1, "user_logged_out": True})
+        session = _restored(config, server, store)
+        held = session.token is not None
+        _, effects = core.step(session, core.LogoutWanted(reply_to=None, reason="cli"), time.time())
+        revocations = []
+        for effect in effects:
+            if isinstance(effect, core.Persist):
+                store.put_token(name, effect.record)
+            elif isinstance(effect, core.SendWork) and isinstance(effect.op, Revoke):
+                revocations.append(effect.op)
     finally:
         store.close()
-    if not record or not record.get("access_token"):
-        return f"Logged out of '{name}' (standalone, the service is not running): no token was stored."
-    endpoint = record.get("revocation_endpoint")
-    if not endpoint:
-        return (f"Logged out of '{name}' (standalone, the service is not running): token deleted; the "
-                "authorization server has no revocation endpoint, so it was not revoked.")
-    tokens = [(record["refresh_token"], "refresh_token")] if record.get("refresh_token") else []
-    tokens.append((record["access_token"], "access_token"))
-    errors: list[str] = []
-    for token, hint in tokens:  # RFC 7009 §2: the refresh token first
-        try:
-            revoke(endpoint, token=token, token_type_hint=hint, client_id=record.get("client_id") or "",
-                   client_secret=record.get("client_secret"))
-        except OAuthError as e:
-            errors.append(f"{hint}: {e.message}")
-    if errors:
-        return (f"Logged out of '{name}' (standalone, the service is not running): token deleted, but revoking "
-                f"it failed ({'; '.join(errors)}).")
-    return (f"Logged out of '{name}' (standalone, the service is not running): token deleted and revoked at "
-            "the authorization server.")
+    if not held:
+        return f"{where}: no token was stored."
+    if not revocations:
+        return (f"{where}: token deleted; the authorization server has no revocation endpoint, so it was not "
+                "revoked.")
+    try:
+        for op in revocations:
+            op.run(new_session())
+    except OAuthError as e:
+        return f"{where}: token deleted, but revoking it failed ({e.message})."
+    return f"{where}: token deleted and revoked at the authorization server."
 
 
 def standalone_status(config: Config, name: str | None) -> list[dict[str, Any]]:
-    """What the store holds, shaped like the API's status objects (the fields the table shows)."""
-    from mcpproxy.status import iso
-    from mcpproxy.store import RecordError, TokenStore, store_path
-
+    """What the store holds, as the status objects the service would show right after it starts."""
     servers = [oauth_server(config, name)] if name else list(config.servers)
-    rows: list[dict[str, Any]] = []
     store = TokenStore(config.data_dir) if store_path(config.data_dir).exists() else None
+    now = time.time()
     try:
-        for s in servers:
-            rec: dict[str, Any] | None = None
-            if store is not None and s.is_oauth:
-                try:
-                    rec = store.get_token(s.name)
-                except RecordError:
-                    rec = None
-            has = bool(rec and rec.get("access_token"))
-            expires = rec.get("expires_at") if rec and has else None
-            status = "none" if not has else "expired" if expires is not None and expires <= time.time() \
-                else "authenticated"
-            rows.append({"name": s.name, "is_oauth": s.is_oauth, "enabled": s.enabled, "oauth_status": status,
-                         "token_expires_at": iso(expires), "next_refresh_at": None,
-                         "user_logged_out": bool(rec and rec.get("user_logged_out")),
-                         "last_error": rec.get("failed") if rec else None, "action": None})
+        return [_restored(config, s, store).status(now) if s.is_oauth else static_status(s)
+                for s in servers]
     finally:
         if store is not None:
             store.close()
-    return rows
 
 
 # ---- the commands ----------------------------------------------------------------------------------

@@ -48,9 +48,20 @@ def _oauth_server(request: web.Request) -> ServerConfig:
     return server
 
 
+def failure_status(failure: Failure) -> int:
+    """The HTTP status for a TokenActor's Failure (docs/architecture.md "REST contract")."""
+    if failure.needs_login or failure.kind == "cancelled":
+        return 409
+    if failure.kind == "internal":
+        return 500
+    if failure.kind in ("config", "unknown_login"):
+        return 400
+    return 502  # the authorization server failed us: network, server, protocol
+
+
 def _raise_failure(answer: Any) -> None:
     if isinstance(answer, Failure):
-        raise ApiError(answer.status, answer.message, answer.kind)
+        raise ApiError(failure_status(answer), answer.message, answer.kind)
 
 
 async def all_statuses(app: web.Application) -> list[dict[str, Any]]:

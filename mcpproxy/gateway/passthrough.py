@@ -154,7 +154,7 @@ async def _token(request: web.Request, name: str, msg: Any) -> TokenAnswer | web
     if isinstance(answer, TokenAnswer):
         return answer
     if isinstance(answer, Failure):
-        if answer.status in (401, 409) or answer.kind == "login_required":
+        if answer.needs_login:
             return login_needed(name)
         return rpc_error(502, PROXY_ERROR, f"server '{name}': no usable token — {answer.message}", name, answer.kind)
     return rpc_error(502, PROXY_ERROR, f"server '{name}': unexpected answer from its token actor", name, "internal")

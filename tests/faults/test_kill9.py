@@ -50,9 +50,9 @@ def in_flight_losses(svc: ServiceHandle, auth_server, mcp_url: str, names: list[
         store.close()
     lost = set()
     for n in names:
-        rec: dict[str, Any] | None = held[n]
-        assert rec and rec.get("access_token"), f"{n}: no token in the store after kill -9: {rec and list(rec)}"
-        if newest[n] > rec["issued_at"]:
+        rec = held[n]
+        assert rec is not None and rec.has_token, f"{n}: no token in the store after kill -9: {rec!r}"
+        if newest[n] > rec.issued_at:
             lost.add(n)
     return lost
 

@@ -1,4 +1,5 @@
 from mcpproxy.config import OAuthSettings, ServerConfig
+from mcpproxy.record import Problem, TokenRecord
 from mcpproxy.status import Runtime, build_status, static_status
 
 SRV = ServerConfig(name="s", protocol="http", url="https://x.example.com/mcp", oauth=OAuthSettings())
@@ -6,7 +7,8 @@ NOW = 1_000_000.0
 
 
 def rec(**kw):
-    return {"access_token": "t", "refresh_token": "r", "issued_at": NOW - 10, "expires_at": NOW + 90, **kw}
+    return TokenRecord(**{"access_token": "t", "refresh_token": "r", "issued_at": NOW - 10, "expires_at": NOW + 90,
+                          **kw})
 
 
 def test_no_token_means_none_and_login():
@@ -21,7 +23,7 @@ def test_valid_token_is_authenticated_without_action():
 
 
 def test_retrying_stays_authenticated_while_valid_and_says_why():
-    rt = Runtime(refresh_state="retrying", retry_count=2, last_error={"kind": "server", "message": "m"})
+    rt = Runtime(refresh_state="retrying", retry_count=2, last_error=Problem("server", "m"))
     st = build_status(SRV, rec(), rt, NOW, 0.8)
     assert (st["oauth_status"], st["refresh_state"], st["last_error"]["kind"]) == ("authenticated", "retrying", "server")
 

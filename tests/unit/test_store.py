@@ -2,14 +2,15 @@ import lmdb
 import msgpack
 import pytest
 
+from mcpproxy.record import Problem, TokenRecord
 from mcpproxy.store import SCHEMA_VERSION, RecordError, StoreError, TokenStore, open_or_set_aside
 
 
 def test_roundtrip_private_files_and_schema(tmp_path):
     s = TokenStore(tmp_path / "d")
     s.check_schema()
-    s.put_token("a", {"access_token": "x", "expires_at": 1.5})
-    assert s.get_token("a") == {"access_token": "x", "expires_at": 1.5}
+    s.put_token("a", TokenRecord(access_token="x", expires_at=1.5))
+    assert s.get_token("a") == TokenRecord(access_token="x", expires_at=1.5)
     assert s.get_token("missing") is None
     assert s.delete_token("a") and not s.delete_token("a")
     s.put_client("https://issuer", {"client_id": "c"})
@@ -22,19 +23,19 @@ def test_roundtrip_private_files_and_schema(tmp_path):
 
 def test_an_unreadable_record_fails_alone(tmp_path):
     s = TokenStore(tmp_path)
-    s.put_token("good", {"access_token": "x"})
+    s.put_token("good", TokenRecord(access_token="x"))
     with s.env.begin(write=True, db=s._tokens) as txn:
         txn.put(b"bad", b"\xc1\xff not msgpack")
     with pytest.raises(RecordError):
         s.get_token("bad")
-    assert s.get_token("good") == {"access_token": "x"}
+    assert s.get_token("good") == TokenRecord(access_token="x")
 
 
 def test_a_store_from_a_future_schema_is_moved_aside(tmp_path):
     s = TokenStore(tmp_path)
     with s.env.begin(write=True, db=s._meta) as txn:
         txn.put(b"schema_version", msgpack.packb(SCHEMA_VERSION + 1))
-    s.put_token("a", {"access_token": "x"})
+    s.put_token("a", TokenRecord(access_token="x"))
     s.close()
     with pytest.raises(StoreError, match="newer mcpproxy"):
         TokenStore(tmp_path).check_schema()
@@ -48,6 +49,29 @@ def test_a_corrupted_store_file_is_moved_aside(tmp_path):
     (tmp_path / "store" / "data.mdb").write_bytes(b"\0garbage" * 1000)
     fresh, note = open_or_set_aside(tmp_path)
     assert note is not None
-    fresh.put_token("a", {"access_token": "y"})
-    assert fresh.get_token("a") == {"access_token": "y"}
+    fresh.put_token("a", TokenRecord(access_token="y"))
+    assert fresh.get_token("a") == TokenRecord(access_token="y")
     assert isinstance(lmdb.version(), tuple)
+
+
+def test_records_written_by_the_first_schema_read_back(tmp_path):
+    # The flat msgpack map every earlier version wrote, tombstone and failure included.
+    s = TokenStore(tmp_path)
+    old = {"access_token": "a", "refresh_token": "r", "token_type": "Bearer", "scopes": ["x", "y"], "issued_at": 10,
+           "expires_at": 20.5, "issuer": "https://i", "token_endpoint": "https://i/t", "revocation_endpoint": None,
+           "client_id": "c", "client_secret": None, "resource": "https://r", "url": "https://r/mcp",
+           "refresh_count": 3, "last_refresh_at": 15.0, "logged_in_at": 10.0, "generation": 7,
+           "user_logged_out": False, "failed": {"kind": "invalid_grant", "message": "m"}, "something_new": 1}
+    with s.env.begin(write=True, db=s._tokens) as txn:
+        txn.put(b"old", msgpack.packb(old, use_bin_type=True))
+        txn.put(b"tomb", msgpack.packb({"generation": 2, "user_logged_out": True}, use_bin_type=True))
+        txn.put(b"wrong", msgpack.packb({"access_token": 5}, use_bin_type=True))
+    rec = s.get_token("old")
+    assert rec is not None and rec.scopes == ("x", "y") and rec.generation == 7 and rec.refresh_count == 3
+    assert rec.failed == Problem("invalid_grant", "m") and rec.has_token
+    assert TokenRecord.decode(rec.encode()) == rec
+    tomb = s.get_token("tomb")
+    assert tomb == TokenRecord(generation=2, user_logged_out=True) and not tomb.has_token
+    with pytest.raises(RecordError):
+        s.get_token("wrong")
+    assert "'a'" not in repr(rec) and "'r'" not in repr(rec)
