@@ -1,4 +1,4 @@
-"""`mcpproxy-ctl` — the command-line client of the running service's REST API (DESIGN §3 "CLI").
+"""`mcpproxy-ctl` — the command-line client of the running service's REST API (docs/architecture.md "CLI contract").
 
 Exit codes: 0 success, 1 failure, 2 usage.
 """

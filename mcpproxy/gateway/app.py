@@ -2,60 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from mcpproxy.config import Config
+from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
-from mcpproxy.gateway.events import EventFanout
+from mcpproxy.gateway.fanout import EventFanout
+from mcpproxy.gateway.shared import (
+    API_KEY,
+    BRIDGE,
+    CONFIG,
+    FANOUT,
+    LOGINS,
+    STARTED,
+    ApiError,
+    ConfigRef,
+    error_response,
+)
 
 log = logging.getLogger("mcpproxy.gateway")
 
 
-@dataclass
-class ConfigRef:
-    """The running config; a reload swaps `current` (aiohttp app state is frozen after startup)."""
-
-    current: Config
-
-
-CONFIG = web.AppKey("config", ConfigRef)
-BRIDGE = web.AppKey("bridge", ActorBridge)
-API_KEY = web.AppKey("api_key", str)
-FANOUT = web.AppKey("fanout", EventFanout)
-STARTED = web.AppKey("started_at", float)
-LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-
-
-def ok(data: Any, status: int = 200) -> web.Response:
-    return web.json_response({"success": True, "data": data}, status=status)
-
-
-def error_response(status: int, message: str, kind: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": message}
-    if kind:
-        body["kind"] = kind
-    return web.json_response(body, status=status)
 
 
 def _needs_key(path: str, config: Config) -> bool:
@@ -91,7 +68,7 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         allowed = _allowed_hosts(config)
         host = request.headers.get("Host", "")
         if allowed is not None and host.lower() not in allowed:
-            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (DESIGN §4).
+            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (docs/architecture.md "Security").
             raise ApiError(421, f"this service answers to {config.listen}, not to Host {host!r}")
         origin = request.headers.get("Origin")
         if origin and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
@@ -162,24 +139,7 @@ class QuietAccessLogger(AbstractAccessLogger):
         self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time_ * 1000)
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "the request body is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return doc
-
-
 def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Application:
-    from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
-
     app = web.Application(middlewares=[security], client_max_size=1024 * 1024)
     app[CONFIG] = ConfigRef(config)
     app[BRIDGE] = bridge
@@ -214,8 +174,6 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
 
 
 async def _start_listener(app: web.Application) -> None:
-    import asyncio
-
     app[BRIDGE].start_listener(asyncio.get_running_loop(), app[FANOUT].publish)
 
 

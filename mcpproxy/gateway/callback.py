@@ -7,7 +7,7 @@ import html
 from aiohttp import web
 
 from actors.messages import CompleteLogin, Failure, LoginCompleted
-from mcpproxy.gateway.app import BRIDGE, LOGINS
+from mcpproxy.gateway.shared import BRIDGE, LOGINS
 
 EXCHANGE_TIMEOUT = 45.0
 

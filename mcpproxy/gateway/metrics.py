@@ -8,7 +8,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from mcpproxy.gateway.app import BRIDGE, CONFIG, FANOUT, STARTED
+from mcpproxy.gateway.shared import BRIDGE, CONFIG, FANOUT, STARTED
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 

@@ -1,4 +1,4 @@
-"""`/mcp/{name}`: the MCP Streamable HTTP pass-through (DESIGN §3) — MCP clients never meet OAuth.
+"""`/mcp/{name}`: the MCP Streamable HTTP pass-through (docs/architecture.md "Pass-through") — MCP clients never meet OAuth.
 
 Each request asks the server's TokenActor for the current token (kept for this request only),
 drops what the client sent for credentials, and relays the answer: JSON whole, `text/event-stream`
@@ -28,8 +28,8 @@ from actors.messages import (
     TokenRejected,
 )
 from mcpproxy import policy
-from mcpproxy.gateway.app import BRIDGE, CONFIG
 from mcpproxy.gateway.bridge import ActorUnavailable
+from mcpproxy.gateway.shared import BRIDGE, CONFIG
 
 log = logging.getLogger("mcpproxy.passthrough")
 
