@@ -29,7 +29,7 @@ from actors.messages import (
 )
 from mcpproxy import policy
 from mcpproxy.gateway.bridge import ActorUnavailable
-from mcpproxy.gateway.shared import BRIDGE, CONFIG
+from mcpproxy.gateway.shared import BRIDGE, CONFIG, printable
 
 log = logging.getLogger("mcpproxy.passthrough")
 
@@ -109,9 +109,8 @@ async def handler(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG].current
     server = config.server(name)
     if server is None:
-        names = ", ".join(s.name for s in config.servers) or "none"
-        return rpc_error(404, PROXY_ERROR, f"server '{name}' is not in the configuration (servers: {names})",
-                         name, "not_found")
+        # No list of the configured names: this answer needs no key while the gateway is on loopback.
+        return rpc_error(404, PROXY_ERROR, f"server '{name}' is not in the configuration", name, "not_found")
     if request.method == "OPTIONS":
         return web.Response(status=204, headers={"Allow": ", ".join((*METHODS, "OPTIONS"))})
     if request.method not in METHODS:
@@ -237,10 +236,10 @@ async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientRespon
     try:
         if not _relayable(upstream):  # left unread: the finally below closes that connection
             log.warning("server=%s upstream answered HTTP %d with %s; not relayed", name, upstream.status,
-                        _printable(upstream.content_type))
+                        printable(upstream.content_type, 80))
             return rpc_error(upstream.status if upstream.status >= 400 else 502, PROXY_ERROR,
                              f"server '{name}' answered HTTP {upstream.status} with "
-                             f"{_printable(upstream.content_type)}, which is not an MCP answer", name, "upstream")
+                             f"{printable(upstream.content_type, 80)}, which is not an MCP answer", name, "upstream")
         if upstream.content_type != "text/event-stream":
             try:
                 body = await upstream.read()
@@ -276,10 +275,6 @@ def _relayable(upstream: aiohttp.ClientResponse) -> bool:
     return "Content-Type" not in upstream.headers and (upstream.status in (202, 204) or upstream.content_length == 0)
 
 
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)[:80]
-
-
 async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
     """Writes each chunk as it arrives; False when either side went away mid-stream."""
     read: asyncio.Future[bytes] = asyncio.ensure_future(upstream.content.readany())
@@ -298,7 +293,7 @@ async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web
     except ConnectionError:
         return False  # the client went away
     except (aiohttp.ClientError, TimeoutError) as e:
-        log.info("stream for %s ended early upstream: %s", request.path, type(e).__name__)
+        log.info("stream for %s ended early upstream: %s", printable(request.path), type(e).__name__)
         return False
     finally:
         if not read.done():

@@ -50,6 +50,18 @@ def error_response(status: int, message: str, kind: str | None = None) -> web.Re
     return web.json_response(body, status=status)
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """Text from a request made safe for one log line or a terminal: every non-printable character (and the
+    backslash, so an escape cannot be faked) as a `\\xNN`/`\\uNNNN` escape; cut to `limit` characters."""
+    out = "".join(c if c.isprintable() and c != "\\" else _escape(c) for c in text)
+    return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
     if not request.can_read_body:
         return {}
@@ -58,7 +70,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # malformed, not UTF-8, or nested deeper than the parser goes
         raise ApiError(400, "the request body is not valid JSON") from None
     if not isinstance(doc, dict):
         raise ApiError(400, "the request body must be a JSON object")
