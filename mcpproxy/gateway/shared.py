@@ -57,6 +57,12 @@ def printable(text: str, limit: int | None = None) -> str:
     return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
 
 
+def clean_text(text: str, limit: int) -> str:
+    """Text a peer sent, made fit to store and show: control characters out, spaces collapsed, `limit` long."""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _escape(c: str) -> str:
     code = ord(c)
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
