@@ -83,8 +83,9 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         allowed = _allowed_hosts(config)
         host = request.headers.get("Host", "")
         if allowed is not None and host.lower() not in allowed:
-            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (docs/architecture.md "Security").
-            raise ApiError(421, f"this service answers to {config.listen}, not to Host {printable(host, 100)!r}")
+            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us
+            # (docs/architecture.md "Security").
+            raise ApiError(421, f"this service answers to {config.listen}, not to Host '{printable(host, 100)}'")
         origin = request.headers.get("Origin")
         if origin and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
             if origin == "null":
