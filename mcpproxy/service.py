@@ -20,8 +20,8 @@ from mcpproxy.config import Config, ConfigError, load_config
 from mcpproxy.store import ensure_private_dir
 
 if TYPE_CHECKING:
-    from mcpproxy.gateway.app import ConfigRef
     from mcpproxy.gateway.bridge import ActorBridge
+    from mcpproxy.gateway.shared import ConfigRef
 
 log = logging.getLogger("mcpproxy")
 
@@ -213,7 +213,8 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
             log.error("store: %s", started.store_note)
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
         app = create_app(config, bridge, api_key)
-        from mcpproxy.gateway.app import CONFIG, QuietAccessLogger
+        from mcpproxy.gateway.app import QuietAccessLogger
+        from mcpproxy.gateway.shared import CONFIG
 
         reloader = ConfigReloader(app[CONFIG], bridge, overrides or {})
         app.cleanup_ctx.append(reloader.context)

@@ -1,4 +1,4 @@
-"""`mcpproxy-ctl` — the command-line client of the running service's REST API (DESIGN §3 "CLI").
+"""`mcpproxy-ctl` — the command-line client of the running service's REST API (docs/architecture.md "CLI contract").
 
 Exit codes: 0 success, 1 failure, 2 usage.
 """
@@ -27,7 +27,7 @@ from mcpproxy.cli.client import (
     SSEEvent,
     locate,
 )
-from mcpproxy.cli.format import event_line, relative, status_table
+from mcpproxy.cli.format import clean, event_line, relative, status_table
 
 #: `events` reconnects after a drop: backoff from 0.5 s to 10 s, giving up after 2 minutes without the service.
 RECONNECT_FIRST = 0.5
@@ -46,7 +46,7 @@ class Failed(click.ClickException):
     def show(self, file: Any = None) -> None:
         prog = click.get_current_context(silent=True)
         name = prog.find_root().info_name if prog is not None else "mcpproxy-ctl"
-        click.echo(f"{name}: {self.message}", err=True)
+        click.echo(f"{name}: {clean(self.message)}", err=True)  # the sentence is often the service's
 
 
 def fail(message: str) -> NoReturn:
@@ -163,7 +163,7 @@ def run_login(client: ServiceClient, name: str, *, no_browser: bool, timeout: fl
             started = client.login(name, open_browser=False)
         except ApiFailure as e:
             fail(named(name, e))
-        url = str(started["auth_url"])
+        url = clean(started["auth_url"])
         opened = False
         if not no_browser and not headless():
             try:
@@ -224,9 +224,9 @@ def logout_every(client: ServiceClient) -> None:
     for r in results:
         if r.get("success"):
             what = "revoked at the authorization server" if r.get("revoked") else "nothing to revoke"
-            click.echo(f"Logged out of '{r['server']}': {what}.")
+            click.echo(f"Logged out of '{clean(r['server'])}': {what}.")
         else:
-            click.echo(f"Could not log out of '{r['server']}': {r.get('error')}", err=True)
+            click.echo(f"Could not log out of '{clean(r['server'])}': {clean(r.get('error'))}", err=True)
     if data.get("failed"):
         fail(f"{data['failed']} of {len(results)} logouts failed")
 

@@ -17,6 +17,13 @@ BADGES = {
 }
 
 
+def clean(text: object) -> str:
+    """What the service sent, fit for a terminal: every control character (ESC, BEL, CR, LF, C1 codes such as
+    CSI) and other non-printable one (bidi overrides) left out, so no answer can retitle, clear or write the
+    clipboard of the terminal it is printed on (OSC 0, CSI 2J, OSC 52)."""
+    return "".join(c for c in str(text) if c.isprintable())
+
+
 def parse_time(value: str | float | None) -> float | None:
     """An ISO 8601 time from the API ("…Z") or a unix timestamp → unix seconds."""
     if value is None:
@@ -98,11 +105,11 @@ def status_table(statuses: list[dict[str, Any]], now: float | None = None, *, co
         expires = relative(s.get("token_expires_at"), now) if oauth else "—"
         nxt = relative(s.get("next_refresh_at"), now, past="now") if oauth else "—"
         rows.append([
-            (str(s.get("name", "")), None),
+            (clean(s.get("name", "")), None),
             (words, badge_color),
             (expires, expiry_color(s.get("token_expires_at"), now) if oauth else None),
             (nxt, None),
-            (error_sentence(s), "red" if s.get("last_error") else None),
+            (clean(error_sentence(s)), "red" if s.get("last_error") else None),
         ])
     widths = [max([len(header[i])] + [len(r[i][0]) for r in rows]) for i in range(len(header) - 1)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header[:-1], widths, strict=True)) + "  " + header[-1]]
@@ -141,4 +148,4 @@ def event_line(name: str, data: dict[str, Any], now: float | None = None) -> str
             "; tokens revoked" if payload.get("revoked") else "")
     else:
         detail = ", ".join(f"{k}={v}" for k, v in payload.items() if k not in ("server_name", "name"))
-    return f"{clock}  {name:<22} {server:<16} {detail}".rstrip()
+    return clean(f"{clock}  {name:<22} {server:<16} {detail}".rstrip())

@@ -1,4 +1,4 @@
-"""REST handlers (DESIGN §3 "REST"): parse, ask an actor, render."""
+"""REST handlers (docs/architecture.md "REST contract"): parse, ask an actor, render."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from actors.messages import (
 )
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
-from mcpproxy.gateway.app import BRIDGE, CONFIG, LOGINS, STARTED, ApiError, ok, read_json
+from mcpproxy.gateway.shared import BRIDGE, CONFIG, LOGINS, STARTED, ApiError, ok, read_json
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 LOGIN_TIMEOUT = 30.0

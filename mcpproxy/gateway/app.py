@@ -2,60 +2,39 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from mcpproxy.config import Config
+from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
-from mcpproxy.gateway.events import EventFanout
+from mcpproxy.gateway.fanout import EventFanout
+from mcpproxy.gateway.shared import (
+    API_KEY,
+    BRIDGE,
+    CONFIG,
+    FANOUT,
+    LOGINS,
+    STARTED,
+    ApiError,
+    ConfigRef,
+    error_response,
+    printable,
+)
 
 log = logging.getLogger("mcpproxy.gateway")
 
 
-@dataclass
-class ConfigRef:
-    """The running config; a reload swaps `current` (aiohttp app state is frozen after startup)."""
-
-    current: Config
-
-
-CONFIG = web.AppKey("config", ConfigRef)
-BRIDGE = web.AppKey("bridge", ActorBridge)
-API_KEY = web.AppKey("api_key", str)
-FANOUT = web.AppKey("fanout", EventFanout)
-STARTED = web.AppKey("started_at", float)
-LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, kind: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.kind = kind
-
-
-def ok(data: Any, status: int = 200) -> web.Response:
-    return web.json_response({"success": True, "data": data}, status=status)
-
-
-def error_response(status: int, message: str, kind: str | None = None) -> web.Response:
-    body: dict[str, Any] = {"success": False, "error": message}
-    if kind:
-        body["kind"] = kind
-    return web.json_response(body, status=status)
 
 
 def _needs_key(path: str, config: Config) -> bool:
@@ -72,6 +51,19 @@ def presented_key(request: web.Request) -> str | None:
     if auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     return request.query.get("apikey")
+
+
+def _origin_host(origin: str) -> str | None:
+    """`host:port` of an Origin header, lower case; None when it is not a URL with a valid host and port."""
+    try:
+        o = urlsplit(origin)
+        port = o.port or (443 if o.scheme == "https" else 80)
+    except ValueError:  # `http://[::1`, a port out of range or not a number
+        return None
+    if not o.hostname:
+        return None
+    host = f"[{o.hostname}]" if ":" in o.hostname else o.hostname
+    return f"{host}:{port}".lower()
 
 
 def _allowed_hosts(config: Config) -> set[str] | None:
@@ -91,22 +83,26 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
         allowed = _allowed_hosts(config)
         host = request.headers.get("Host", "")
         if allowed is not None and host.lower() not in allowed:
-            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us (DESIGN §4).
-            raise ApiError(421, f"this service answers to {config.listen}, not to Host {host!r}")
+            # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us
+            # (docs/architecture.md "Security").
+            raise ApiError(421, f"this service answers to {config.listen}, not to Host '{printable(host, 100)}'")
         origin = request.headers.get("Origin")
         if origin and (request.method in STATE_CHANGING or path.startswith(("/events", "/mcp"))):
             if origin == "null":
                 # Sandboxed iframes and data: pages: an opaque origin is never ours.
                 raise ApiError(403, "requests from an opaque origin (Origin: null) are refused")
-            o = urlsplit(origin)
-            origin_host = f"{o.hostname}:{o.port or (443 if o.scheme == 'https' else 80)}".lower()
+            origin_host = _origin_host(origin)
+            if origin_host is None:
+                raise ApiError(403, f"a malformed Origin ({printable(origin, 100)}) is refused")
             if allowed is not None and origin_host not in allowed:
-                raise ApiError(403, f"cross-origin request from {origin} refused")
+                raise ApiError(403, f"cross-origin request from {printable(origin, 100)} refused")
         if path.startswith("/mcp"):
             refuse_browser_fetch(request)
         if _needs_key(path, config):
             key = presented_key(request)
-            if not key or not hmac.compare_digest(key.encode(), request.app[API_KEY].encode()):
+            # Header bytes that are not UTF-8 arrive as surrogates: compare them as the bytes they were.
+            if not key or not hmac.compare_digest(key.encode("utf-8", "surrogateescape"),
+                                                  request.app[API_KEY].encode()):
                 raise ApiError(401, "missing or wrong API key: send it as X-API-Key, Authorization: Bearer, or ?apikey=")
         return await handler(request)
     except ApiError as e:
@@ -124,7 +120,7 @@ async def security(request: web.Request, handler: Handler) -> web.StreamResponse
             return error_response(404, f"no such API path: {path}")
         return error_response(e.status, e.reason)
     except ActorUnavailable as e:
-        log.error("path=%s %s", path, e)
+        log.error("path=%s %s", printable(path), e)
         return error_response(503, f"the service is busy or restarting: {e}") if api else web.Response(
             status=503, text=str(e))
 
@@ -136,6 +132,13 @@ REFUSED_FETCH_SITES = frozenset({"cross-site", "same-site"})
 REFUSED_FETCH_MODES = frozenset({"navigate", "no-cors", "nested-navigate"})
 #: Every /mcp answer: nothing an upstream sends can run as a page on this origin.
 MCP_ANSWER_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'", "X-Content-Type-Options": "nosniff"}
+#: The Web UI (its page and /assets): its own scripts, styles and API only (Vue binds inline styles); never framed.
+UI_CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; "
+          "frame-ancestors 'none'")
+#: Everything else is data, or a page without script (the OAuth callback): nothing loads, nothing frames it.
+OTHER_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+#: Answers that carry the person's data (or, for the callback, a code in its URL): never kept by a cache.
+NO_STORE = ("/api", "/metrics", "/oauth/")
 
 
 def refuse_browser_fetch(request: web.Request) -> None:
@@ -148,9 +151,53 @@ def refuse_browser_fetch(request: web.Request) -> None:
 
 
 async def secure_headers(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: runs for every answer, streamed ones and the middleware's refusals included."""
-    if request.path.startswith("/mcp"):
-        response.headers.update(MCP_ANSWER_HEADERS)
+    """on_response_prepare: runs for every answer, streamed ones, static files and refusals included — the one
+    place that sets the protective headers."""
+    path = request.path
+    headers = response.headers
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    if path.startswith("/mcp"):
+        headers.update(MCP_ANSWER_HEADERS)
+    elif path == "/" or path.startswith("/assets/"):
+        headers["Content-Security-Policy"] = UI_CSP
+        if path == "/":
+            headers["Cache-Control"] = "no-cache"  # a new build is picked up at once; the assets' names change
+    else:
+        headers["Content-Security-Policy"] = OTHER_CSP
+    if path.startswith(NO_STORE):
+        headers["Cache-Control"] = "no-store"
+
+
+class MalformedRequests(logging.Filter):
+    """aiohttp logs a request it cannot parse at ERROR with a traceback ("Error handling request from PEER"): it
+    is the client's fault, and the parser's message can quote the raw line — an API key included. One WARNING
+    line instead, with the peer and the kind of fault; real errors (a handler that raised) pass unchanged."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError) or not str(record.msg).startswith("Error handling request"):
+            return True
+        peer = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        if record.levelno > logging.WARNING:  # aiohttp already logs non-HTTP bytes (a TLS hello) at DEBUG
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.msg = "malformed HTTP request from %s: %s (%s)"
+        record.args = (printable(str(peer or "an unknown peer"), 60), type(exc).__name__, _fault(exc))
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _fault(exc: HttpProcessingError) -> str:
+    """The parser's sentence without the bytes it quotes (its first line, up to a colon)."""
+    first = (exc.message or "").strip().splitlines()[0] if (exc.message or "").strip() else "unparseable"
+    return printable(first.split(":")[0].strip() if ":" in first else first, 80)
+
+
+def quiet_malformed_requests() -> None:
+    """Installs MalformedRequests on aiohttp's server logger once per process."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequests) for f in server_log.filters):
+        server_log.addFilter(MalformedRequests())
 
 
 class QuietAccessLogger(AbstractAccessLogger):
@@ -159,27 +206,13 @@ class QuietAccessLogger(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time_: float) -> None:
         if request.path in ("/healthz", "/readyz"):
             return
-        self.logger.info("%s %s %s %.1fms", request.method, request.path, response.status, time_ * 1000)
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if not request.can_read_body:
-        return {}
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ApiError(400, "the request body is not valid JSON") from None
-    if not isinstance(doc, dict):
-        raise ApiError(400, "the request body must be a JSON object")
-    return doc
+        # The path is decoded (%0a is a newline): escaped, no request can write a line of its own.
+        self.logger.info("%s %s %s %.1fms", printable(request.method), printable(request.path), response.status,
+                         time_ * 1000)
 
 
 def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Application:
-    from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
-
+    quiet_malformed_requests()
     app = web.Application(middlewares=[security], client_max_size=1024 * 1024)
     app[CONFIG] = ConfigRef(config)
     app[BRIDGE] = bridge
@@ -214,8 +247,6 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
 
 
 async def _start_listener(app: web.Application) -> None:
-    import asyncio
-
     app[BRIDGE].start_listener(asyncio.get_running_loop(), app[FANOUT].publish)
 
 

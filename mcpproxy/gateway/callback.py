@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import html
+import re
 
 from aiohttp import web
 
 from actors.messages import CompleteLogin, Failure, LoginCompleted
-from mcpproxy.gateway.app import BRIDGE, LOGINS
+from mcpproxy.gateway.shared import BRIDGE, LOGINS, clean_text
 
 EXCHANGE_TIMEOUT = 45.0
+#: RFC 6749 §4.1.2.1: `error` is 1*( %x20-21 / %x23-5B / %x5D-7E ); no real code is longer than this.
+ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
+DESCRIPTION_LIMIT = 200
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{title} — mcpproxy</title>
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -21,8 +25,18 @@ h1{{font-size:1.4rem}} .ok{{color:#15803d}} .bad{{color:#b91c1c}}
 
 def page(title: str, text: str, ok: bool, status: int = 200) -> web.Response:
     body = PAGE.format(title=html.escape(title), text=html.escape(text), cls="ok" if ok else "bad")
-    return web.Response(text=body, status=status, content_type="text/html",
-                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+    # No-store, no-referrer and a CSP without script come from app.secure_headers: the code is in our URL.
+    return web.Response(text=body, status=status, content_type="text/html")
+
+
+def authorization_error(error: str | None, description: str | None) -> tuple[str | None, str | None]:
+    """The redirect's `error` and `error_description` as the actor may keep and show them: a code outside
+    RFC 6749's characters is replaced, the description loses its control characters and is cut short."""
+    if not error:
+        return None, None
+    if not ERROR_CODE.fullmatch(error):
+        return "malformed", "its error code has characters RFC 6749 does not allow"
+    return error, clean_text(description, DESCRIPTION_LIMIT) or None if description else None
 
 
 async def handler(request: web.Request) -> web.Response:
@@ -36,8 +50,9 @@ async def handler(request: web.Request) -> web.Response:
     name = route[0]
     if not q.get("code") and not q.get("error"):
         return page("Login failed", f"The authorization server sent no code for '{name}'.", False, 400)
-    msg = CompleteLogin(state=state, code=q.get("code", ""), iss=q.get("iss"), error=q.get("error"),
-                        error_description=q.get("error_description"))
+    error, description = authorization_error(q.get("error"), q.get("error_description"))
+    msg = CompleteLogin(state=state, code=q.get("code", ""), iss=q.get("iss"), error=error,
+                        error_description=description)
     answer = await request.app[BRIDGE].ask_server(name, msg, EXCHANGE_TIMEOUT)
     if isinstance(answer, LoginCompleted):
         return page("Logged in", f"mcpproxy is now logged in to '{name}' and keeps the session fresh. "

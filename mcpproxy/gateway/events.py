@@ -1,4 +1,4 @@
-"""SSE `GET /events` (DESIGN §3 "SSE"): ids, a ping every 15 s, Last-Event-ID replay from the hub's ring."""
+"""SSE `GET /events` (docs/architecture.md "Events"): ids, a ping every 15 s, Last-Event-ID replay from the hub's ring."""
 
 from __future__ import annotations
 
@@ -10,40 +10,9 @@ from typing import Any
 from aiohttp import web
 
 from actors.messages import Published
+from mcpproxy.gateway.shared import BRIDGE, FANOUT, ApiError
 
 PING_EVERY = 15.0
-CLIENT_QUEUE = 1000
-
-
-class EventFanout:
-    """Bounded queue per SSE client; a client that falls that far behind is dropped (it reconnects and replays)."""
-
-    def __init__(self) -> None:
-        self.clients: set[asyncio.Queue[Published | None]] = set()
-
-    def add(self) -> asyncio.Queue[Published | None]:
-        q: asyncio.Queue[Published | None] = asyncio.Queue(CLIENT_QUEUE)
-        self.clients.add(q)
-        return q
-
-    def remove(self, q: asyncio.Queue[Published | None]) -> None:
-        self.clients.discard(q)
-
-    def publish(self, ev: Published) -> None:
-        for q in list(self.clients):
-            try:
-                q.put_nowait(ev)
-            except asyncio.QueueFull:
-                self.clients.discard(q)
-                q.get_nowait()
-                q.put_nowait(None)  # tells that stream to end
-
-    def close_all(self) -> None:
-        for q in list(self.clients):
-            while not q.empty():
-                q.get_nowait()
-            q.put_nowait(None)
-        self.clients.clear()
 
 
 def frame(ev: Published) -> bytes:
@@ -63,8 +32,6 @@ def _matches(ev: Published, server: str | None) -> bool:
 
 
 async def handler(request: web.Request) -> web.StreamResponse:
-    from mcpproxy.gateway.app import BRIDGE, FANOUT, ApiError
-
     raw_last = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
     last_id: int | None = None
     if raw_last:

@@ -8,7 +8,7 @@ from collections import Counter
 
 from aiohttp import web
 
-from mcpproxy.gateway.app import BRIDGE, CONFIG, FANOUT, STARTED
+from mcpproxy.gateway.shared import BRIDGE, CONFIG, FANOUT, STARTED
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 
@@ -45,5 +45,4 @@ async def handler(request: web.Request) -> web.Response:
         "# HELP mcpproxy_uptime_seconds Seconds since the gateway started.", "# TYPE mcpproxy_uptime_seconds gauge",
         f"mcpproxy_uptime_seconds {time.time() - request.app[STARTED]:.1f}",
     ]
-    return web.Response(text="\n".join(out) + "\n", content_type="text/plain", charset="utf-8",
-                        headers={"X-Content-Type-Options": "nosniff"})
+    return web.Response(text="\n".join(out) + "\n", content_type="text/plain", charset="utf-8")

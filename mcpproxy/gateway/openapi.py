@@ -1,4 +1,4 @@
-"""`GET /api/v1/openapi.json` — the OpenAPI 3.1 description of every route the gateway serves (DESIGN §3).
+"""`GET /api/v1/openapi.json` — the OpenAPI 3.1 description of every route the gateway serves (docs/architecture.md "REST contract").
 
 Schemas are JSON Schema 2020-12 (OpenAPI 3.1): nullable fields are `type: [..., "null"]`. The status
 object mirrors mcpproxy.status.build_status field for field; tests/gateway/test_openapi.py holds the two
@@ -54,7 +54,7 @@ def _error(description: str) -> Json:
     return {"$ref": f"#/components/responses/{description}"}
 
 
-# Errors every route can answer, by what the security middleware checks (DESIGN §4).
+# Errors every route can answer, by what the security middleware checks (docs/architecture.md "Security").
 MISDIRECTED = {"421": _error("Misdirected")}
 NO_KEY = {"401": _error("Unauthorized")}
 CROSS_ORIGIN = {"403": _error("CrossOrigin")}
@@ -134,7 +134,7 @@ def _schemas() -> Json:
         },
         "ServerStatus": {
             "type": "object",
-            "description": "One server's status (DESIGN §2): the same object in /servers, /servers/{name}, "
+            "description": "One server's status (docs/architecture.md \"Status object\"): the same object in /servers, /servers/{name}, "
                            "`servers.changed` events and `mcpproxy-ctl status --json`.",
             "required": list(status_fields),
             "properties": status_fields,

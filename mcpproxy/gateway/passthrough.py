@@ -1,9 +1,9 @@
-"""`/mcp/{name}`: the MCP Streamable HTTP pass-through (DESIGN §3) — MCP clients never meet OAuth.
+"""`/mcp/{name}`: the MCP Streamable HTTP pass-through (docs/architecture.md "Pass-through") — MCP clients never meet OAuth.
 
 Each request asks the server's TokenActor for the current token (kept for this request only),
-drops what the client sent for credentials, and relays the answer: JSON whole, `text/event-stream`
-chunk by chunk as it arrives. An upstream 401 is reported to the actor (single-flight refresh) and
-the request is replayed once.
+drops what the client sent for credentials, and relays the answer — JSON and `text/event-stream` alike —
+chunk by chunk as it arrives, so that no answer's size grows the gateway. An upstream 401 is reported
+to the actor (single-flight refresh) and the request is replayed once.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from actors.messages import (
     TokenRejected,
 )
 from mcpproxy import policy
-from mcpproxy.gateway.app import BRIDGE, CONFIG
 from mcpproxy.gateway.bridge import ActorUnavailable
+from mcpproxy.gateway.shared import BRIDGE, CONFIG, printable
 
 log = logging.getLogger("mcpproxy.passthrough")
 
@@ -44,6 +44,8 @@ ASK_TIMEOUT = 10.0
 #: While an answer stream is idle, how often to look whether the client is still there.
 LIVENESS_CHECK = 5.0
 MAX_BODY = 32 * 1024 * 1024
+#: A refused (401) answer up to this size is read to keep its connection; a larger one closes it unread.
+DISCARD_LIMIT = 64 * 1024
 METHODS = ("GET", "POST", "DELETE")
 
 # Only these, and every `Mcp-*` header (Mcp-Session-Id, MCP-Protocol-Version, Mcp-Method, Mcp-Name,
@@ -109,9 +111,8 @@ async def handler(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG].current
     server = config.server(name)
     if server is None:
-        names = ", ".join(s.name for s in config.servers) or "none"
-        return rpc_error(404, PROXY_ERROR, f"server '{name}' is not in the configuration (servers: {names})",
-                         name, "not_found")
+        # No list of the configured names: this answer needs no key while the gateway is on loopback.
+        return rpc_error(404, PROXY_ERROR, f"server '{name}' is not in the configuration", name, "not_found")
     if request.method == "OPTIONS":
         return web.Response(status=204, headers={"Allow": ", ".join((*METHODS, "OPTIONS"))})
     if request.method not in METHODS:
@@ -225,6 +226,10 @@ async def _send(request: web.Request, target: URL, headers: dict[str, str], body
 
 
 async def _discard(upstream: aiohttp.ClientResponse) -> None:
+    """Drops a refused answer: a small one is read so that its connection is reused, any other is cut off."""
+    if upstream.content_length is None or upstream.content_length > DISCARD_LIMIT:
+        upstream.close()
+        return
     try:
         await upstream.read()
     except (aiohttp.ClientError, TimeoutError):
@@ -233,30 +238,33 @@ async def _discard(upstream: aiohttp.ClientResponse) -> None:
 
 
 async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+    """Relays the answer chunk by chunk as it arrives, JSON and SSE alike: the gateway never holds more than
+    a few buffers of it, whatever its size."""
     headers = _pick(upstream.headers, RESPONSE_HEADERS)
     try:
         if not _relayable(upstream):  # left unread: the finally below closes that connection
             log.warning("server=%s upstream answered HTTP %d with %s; not relayed", name, upstream.status,
-                        _printable(upstream.content_type))
+                        printable(upstream.content_type, 80))
             return rpc_error(upstream.status if upstream.status >= 400 else 502, PROXY_ERROR,
                              f"server '{name}' answered HTTP {upstream.status} with "
-                             f"{_printable(upstream.content_type)}, which is not an MCP answer", name, "upstream")
-        if upstream.content_type != "text/event-stream":
-            try:
-                body = await upstream.read()
-            except (aiohttp.ClientError, TimeoutError) as e:
-                log.warning("server=%s upstream answer broke off: %s", name, type(e).__name__)
-                return rpc_error(502, PROXY_ERROR, f"server '{name}': its answer broke off ({type(e).__name__})",
-                                 name, "upstream")
-            return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
-        headers.setdefault("Cache-Control", "no-cache")
+                             f"{printable(upstream.content_type, 80)}, which is not an MCP answer", name, "upstream")
+        sse = upstream.content_type == "text/event-stream"
+        if sse:
+            headers.setdefault("Cache-Control", "no-cache")
         out = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        if not sse and upstream.content_length is not None:
+            out.content_length = upstream.content_length  # so a client can tell a cut-off answer from a whole one
         streams = request.app[STREAMS]
         streams.add(upstream)
         try:
             await out.prepare(request)
             if await _pump(request, upstream, out):
                 await out.write_eof()
+            elif not sse and request.transport is not None and not request.transport.is_closing():
+                # The upstream broke off mid-answer and the status is already sent: closing the connection
+                # without the last chunk is the only way left to tell the client its JSON is incomplete.
+                log.warning("server=%s upstream answer broke off; the client's connection is closed", name)
+                request.transport.close()
         except ConnectionError:
             pass  # the client stopped reading once it had its answer, or went away
         finally:
@@ -274,10 +282,6 @@ def _relayable(upstream: aiohttp.ClientResponse) -> bool:
     if upstream.content_type in RELAYED_TYPES:
         return True
     return "Content-Type" not in upstream.headers and (upstream.status in (202, 204) or upstream.content_length == 0)
-
-
-def _printable(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)[:80]
 
 
 async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
@@ -298,7 +302,7 @@ async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web
     except ConnectionError:
         return False  # the client went away
     except (aiohttp.ClientError, TimeoutError) as e:
-        log.info("stream for %s ended early upstream: %s", request.path, type(e).__name__)
+        log.info("answer for %s ended early upstream: %s", printable(request.path), type(e).__name__)
         return False
     finally:
         if not read.done():

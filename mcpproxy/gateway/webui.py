@@ -1,4 +1,4 @@
-"""`GET /` — the Web UI, built by `make install` into mcpproxy/webui_dist."""
+"""`GET /` — the Web UI, built by `make install` into mcpproxy/webui_dist (its headers: app.secure_headers)."""
 
 from __future__ import annotations
 
@@ -8,19 +8,13 @@ from aiohttp import web
 from aiohttp.web_routedef import AbstractRouteDef
 
 DIST = Path(__file__).resolve().parent.parent / "webui_dist"
-HEADERS = {
-    "Cache-Control": "no-cache",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
-}
 
 
 async def index(request: web.Request) -> web.StreamResponse:
     page = DIST / "index.html"
     if not page.is_file():
         return web.Response(status=503, text="The Web UI is not built: run `make install`.\n")
-    return web.FileResponse(page, headers=HEADERS)
+    return web.FileResponse(page)  # headers: app.secure_headers
 
 
 def routes() -> list[AbstractRouteDef]:

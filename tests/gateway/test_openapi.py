@@ -257,7 +257,7 @@ WRONG_METHODS = [("DELETE", "/api/v1/status"), ("PUT", "/api/v1/servers"), ("GET
 
 
 def test_wrong_method_on_a_known_api_path_is_405(service: ServiceHandle) -> None:
-    # DESIGN §3: "wrong method 405"; the spec documents 405 on every /api operation.
+    # docs/architecture.md "REST contract": "wrong method 405"; the spec documents 405 on every /api operation.
     wrong = []
     for method, path in WRONG_METHODS:
         r = service.api(method, path)

