@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from mcpproxy import __version__
+from mcpproxy.oauth.challenge import bearer_params
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
 from mcpproxy.oauth.http import (
     error_from_response,
@@ -80,80 +81,6 @@ def canonical_resource(server_url: str) -> str:
     if path != "/":
         path = path.rstrip("/")
     return urlunsplit((scheme, host, path, parts.query, ""))
-
-
-def parse_www_authenticate(header: str) -> dict[str, str]:
-    """The parameters of the Bearer challenge in a WWW-Authenticate value (RFC 9110 §11.6.1).
-
-    Names are lowercased; values unquoted. {} when there is no Bearer challenge.
-    """
-    challenges: list[tuple[str, dict[str, str]]] = []
-    n = len(header)
-    i = 0
-
-    def skip_ws(j: int) -> int:
-        while j < n and header[j] in " \t":
-            j += 1
-        return j
-
-    def read_token(j: int) -> tuple[str, int]:
-        start = j
-        while j < n and header[j] not in ' \t,="':
-            j += 1
-        return header[start:j], j
-
-    while i < n:
-        i = skip_ws(i)
-        if i < n and header[i] == ",":
-            i += 1
-            continue
-        if i >= n:
-            break
-        name, i = read_token(i)
-        if not name:
-            i += 1  # a stray character: skip it
-            continue
-        j = skip_ws(i)
-        if j < n and header[j] == "=":
-            k = j
-            while k < n and header[k] == "=":
-                k += 1
-            equals = k - j
-            k = skip_ws(k)
-            if k >= n or header[k] == ",":
-                i = k  # token68 ("abc==") or an empty value: nothing to keep
-                continue
-            if header[k] == '"':
-                value, i = _read_quoted(header, k)
-            else:
-                value, i = read_token(k)
-            if equals == 1 and challenges:
-                challenges[-1][1].setdefault(name.lower(), value)
-        else:
-            challenges.append((name.lower(), {}))
-            i = j
-    for scheme, params in challenges:
-        if scheme == "bearer":
-            return params
-    return {}
-
-
-def _read_quoted(header: str, i: int) -> tuple[str, int]:
-    """A quoted-string starting at header[i] == '"': its unescaped value and the index after it."""
-    out: list[str] = []
-    i += 1
-    n = len(header)
-    while i < n:
-        ch = header[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(header[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            return "".join(out), i + 1
-        out.append(ch)
-        i += 1
-    return "".join(out), i
 
 
 def discover(server_url: str, session: requests.Session | None = None) -> Discovery:
@@ -239,7 +166,7 @@ def _challenge(s: requests.Session, server_url: str, where: str) -> dict[str, st
         resp = request(s, method, server_url, what=where, **kw)
         try:
             if resp.status_code == 401:
-                return parse_www_authenticate(resp.headers.get("WWW-Authenticate", ""))
+                return bearer_params(resp.headers.get("WWW-Authenticate", ""))
         finally:
             resp.close()  # an unprotected server may have opened an SSE stream
     return None

@@ -5,12 +5,16 @@ from __future__ import annotations
 import datetime
 import email.utils
 import time
-from typing import Literal
+from typing import Literal, get_args
 
 ErrorKind = Literal["network", "server", "invalid_grant", "invalid_client", "protocol", "config"]
 
-#: Kinds after which retrying cannot help: a person must log in again.
-PERMANENT_KINDS: frozenset[str] = frozenset({"invalid_grant", "invalid_client", "config"})
+#: Every kind, in the order the API documents them (docs/architecture.md "Status object").
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+#: The one list of kinds after which retrying cannot help: a person must log in again
+#: (docs/architecture.md "Refresh policy"). policy.py and OAuthError.permanent both read it.
+PERMANENT_KINDS: frozenset[ErrorKind] = frozenset({"invalid_grant", "invalid_client", "config"})
 
 
 class OAuthError(Exception):

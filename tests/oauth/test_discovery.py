@@ -1,4 +1,4 @@
-"""mcpproxy.oauth.discovery: canonical URIs, WWW-Authenticate, RFC 9728 → RFC 8414 discovery."""
+"""mcpproxy.oauth.discovery: canonical URIs, RFC 9728 → RFC 8414 discovery."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from mcpproxy.oauth.discovery import (
     canonical_resource,
     discover,
     fetch_auth_server_metadata,
-    parse_www_authenticate,
 )
 from mcpproxy.oauth.errors import OAuthError
 from tests.oauth.test_http import Canned, CannedServer, canned_fixture
@@ -47,43 +46,6 @@ def test_canonical_resource_refuses(url: str) -> None:
     with pytest.raises(OAuthError) as info:
         canonical_resource(url)
     assert info.value.kind == "config"
-
-
-@pytest.mark.parametrize(
-    ("header", "params"),
-    [
-        (
-            'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource"',
-            {"resource_metadata": "https://mcp.example.com/.well-known/oauth-protected-resource"},
-        ),
-        (
-            'Bearer realm="mcp", error="invalid_token", error_description="The token \\"expired\\"",'
-            ' scope="files:read files:write", resource_metadata="https://x/prm"',
-            {
-                "realm": "mcp",
-                "error": "invalid_token",
-                "error_description": 'The token "expired"',
-                "scope": "files:read files:write",
-                "resource_metadata": "https://x/prm",
-            },
-        ),
-        (
-            'Basic realm="a", Bearer scope="s1", RESOURCE_METADATA="https://x/m"',
-            {"scope": "s1", "resource_metadata": "https://x/m"},
-        ),
-        ("Basic dGVzdA==, Bearer error=invalid_token", {"error": "invalid_token"}),
-        ('bearer  scope = "a b" , realm=r', {"scope": "a b", "realm": "r"}),
-        ('Bearer realm="x,y", scope="a"', {"realm": "x,y", "scope": "a"}),
-        ("Bearer", {}),
-        ('Basic realm="x"', {}),
-        ("", {}),
-        ('Bearer realm="unterminated', {"realm": "unterminated"}),
-        ('Bearer scope="a", Negotiate abc=, Other x="y"', {"scope": "a"}),
-        ('DPoP algs="ES256", Bearer realm="m"', {"realm": "m"}),
-    ],
-)
-def test_parse_www_authenticate(header: str, params: dict[str, str]) -> None:
-    assert parse_www_authenticate(header) == params
 
 
 # -- discovery against a canned server -------------------------------------------------------

@@ -6,7 +6,14 @@ import pickle
 
 import pytest
 
-from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
+from mcpproxy.oauth.errors import (
+    ERROR_KINDS,
+    PERMANENT_KINDS,
+    OAuthError,
+    classify_status,
+    clean_server_text,
+    parse_retry_after,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +67,11 @@ def test_clean_server_text() -> None:
 def test_oauth_error_pickles_with_retry_after() -> None:
     err = pickle.loads(pickle.dumps(OAuthError("server", "w: HTTP 503", 3.0)))
     assert (err.kind, err.message, err.retry_after) == ("server", "w: HTTP 503", 3.0)
+
+
+def test_kinds_and_the_permanent_ones() -> None:
+    assert ERROR_KINDS == ("network", "server", "invalid_grant", "invalid_client", "protocol", "config")
+    assert PERMANENT_KINDS == {"invalid_grant", "invalid_client", "config"}
+    assert PERMANENT_KINDS < set(ERROR_KINDS)
+    for kind in ERROR_KINDS:
+        assert OAuthError(kind, "x").permanent == (kind in PERMANENT_KINDS)
