@@ -4,6 +4,11 @@ The order is the MCP authorization spec's (2025-06-18, 2025-11-25): the 401's WW
 `resource_metadata`, else the well-known protected-resource URIs; then the authorization server's
 metadata at its well-known URIs. A server without resource metadata is taken to be its own
 authorization server (the 2025-03-26 behaviour).
+
+No redirect is followed, at any step: every URL fetched is one the rules above name and
+require_secure checked. A redirect would let the server (or whoever answers for it) point the
+worker at an address nobody checked, a blind SSRF. RFC 9728 §3 and RFC 8414 §3 name exact
+metadata URLs, and the issuer and resource checks would refuse most moved documents anyway.
 """
 
 from __future__ import annotations
@@ -160,7 +165,7 @@ def _challenge(s: requests.Session, server_url: str, where: str) -> dict[str, st
     """The Bearer challenge of the server's 401 to an unauthenticated request; None if no 401."""
     headers = {"Accept": "application/json, text/event-stream"}
     for method in ("POST", "GET"):
-        kw: dict[str, Any] = {"headers": headers, "stream": True, "allow_redirects": True}
+        kw: dict[str, Any] = {"headers": headers, "read_body": False}
         if method == "POST":
             kw["json"] = _INITIALIZE
         resp = request(s, method, server_url, what=where, **kw)
@@ -200,11 +205,16 @@ def _get_json(s: requests.Session, url: str, what: str, *, probing: bool) -> dic
     """GET a JSON document. When probing, a 4xx or a non-JSON answer means "not here" (None)."""
     what = f"{what} {safe_url(url)}"
     resp = request(s, "GET", url, what=what, headers={"Accept": "application/json"})
-    if resp.history:
-        require_secure(resp.url, what)
     status = resp.status_code
     if status >= 500 or status == 429:
         raise error_from_response(resp, what)
+    if 300 <= status < 400 and not probing:
+        where_to = safe_url(resp.headers.get("Location", "")) or "nowhere"
+        raise OAuthError(
+            "protocol",
+            f"{what}: the server answered HTTP {status} (to {where_to}); discovery follows no "
+            "redirects — publish the metadata at this URL",
+        )
     if not 200 <= status < 300:
         if probing:
             return None
