@@ -1,4 +1,4 @@
-"""Creating the actor system (DESIGN §1 "Processes") and starting the Supervisor."""
+"""Creating the actor system (docs/architecture.md "Processes") and starting the Supervisor."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from mcpproxy.config import Config
 #: puts: a parent routing for 100+ children deadlocks (measured at 100). Deeper queues cost nothing idle.
 ACTOR_QUEUE_DEPTH = 4096
 ADMIN_QUEUE_DEPTH = 8192
+#: The only base: no sockets. multiprocTCPBase listens on 0.0.0.0 and trades pickles (docs/security.md).
+SYSTEM_BASE = "multiprocQueueBase"
 
 
 class ActorSystemError(RuntimeError):
@@ -44,16 +46,11 @@ def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> Actor
     """Call before any socket or thread exists: every actor process is forked from here."""
     tune_thespian()
     become_subreaper()
-    capabilities: dict[str, Any] = {}
-    if config.actor_system == "multiprocTCPBase":
-        # Trusted networks only (docs/security.md): Thespian's TCP base listens on all interfaces.
-        if config.convention_address:
-            capabilities["Convention Address.IPv4"] = config.convention_address
     import actors.supervisor  # noqa: F401 — imported before the freeze, so every actor shares these pages
 
     gc.collect()
     gc.freeze()  # children share the parent's pages instead of copying them (~5 MB PSS each, not ~18)
-    return ActorSystem(config.actor_system, capabilities, logDefs=log_defs or False)
+    return ActorSystem(SYSTEM_BASE, {}, logDefs=log_defs or False)
 
 
 def start_supervisor(asys: ActorSystem, config: Config, timeout: float = 60.0) -> tuple[Any, Started]:

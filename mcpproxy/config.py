@@ -1,4 +1,4 @@
-"""The config file (DESIGN §3 "Config"): load, validate, default, environment overrides.
+"""The config file (docs/architecture.md "Config"): load, validate, default, environment overrides.
 
 A broken server entry is reported with its field path and left out; the other servers still run.
 A broken file (not JSON, wrong top-level types) raises ConfigError naming the file and the field.
@@ -21,6 +21,8 @@ DEFAULT_DATA_DIR = "~/.mcpproxy"
 DEFAULT_THRESHOLD = 0.8
 THRESHOLD_RANGE = (0.5, 0.95)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: The top-level settings this version reads; any other key is reported as unknown and ignored.
+KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
 
 
 class ConfigError(ValueError):
@@ -64,8 +66,8 @@ class Config:
     servers: tuple[ServerConfig, ...]
     path: Path | None = None
     problems: tuple[str, ...] = ()
-    actor_system: str = "multiprocQueueBase"
-    convention_address: str | None = None
+    #: Unknown top-level keys, one sentence each; not compared, so a reload ignores them.
+    warnings: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def listen(self) -> str:
@@ -210,9 +212,6 @@ def config_from_document(
         except ConfigError as e:
             problems.append(f"{where}: {e}")
 
-    actor_system = doc.get("actor_system", "multiprocQueueBase")
-    if actor_system not in ("multiprocQueueBase", "multiprocTCPBase"):
-        raise ConfigError(f"{where}: actor_system: expected multiprocQueueBase or multiprocTCPBase")
     return Config(
         listen_host=host,
         listen_port=port,
@@ -222,9 +221,13 @@ def config_from_document(
         servers=tuple(servers),
         path=path,
         problems=tuple(problems),
-        actor_system=actor_system,
-        convention_address=doc.get("convention_address"),
+        warnings=tuple(f"{where}: {key}: unknown setting, ignored" for key in unknown_keys(doc)),
     )
+
+
+def unknown_keys(doc: Mapping[str, Any]) -> list[str]:
+    """Top-level keys this version does not read (a typo, or a removed setting such as actor_system)."""
+    return sorted(str(key) for key in doc if key not in KNOWN_KEYS)
 
 
 def _parse_server(entry: Any, at: str) -> ServerConfig:

@@ -90,7 +90,7 @@ class ConfigReloader:
     """Applies edits of the config file (polled every second) and SIGHUP without a restart.
 
     A broken edit is logged with its file and field and the running set is kept; listen, data_dir,
-    api_key and actor_system only change on a restart.
+    and api_key only change on a restart.
     """
 
     def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None]) -> None:
@@ -149,15 +149,13 @@ class ConfigReloader:
     @staticmethod
     def _keep_restart_only(old: Config, new: Config) -> Config:
         kept = []
-        for field_name, label in (("listen", "listen"), ("data_dir", "data_dir"), ("api_key", "api_key"),
-                                  ("actor_system", "actor_system"), ("convention_address", "convention_address")):
+        for field_name, label in (("listen", "listen"), ("data_dir", "data_dir"), ("api_key", "api_key")):
             if getattr(old, field_name) != getattr(new, field_name):
                 kept.append(label)
         if kept:
             log.warning("config: %s changed; restart mcpproxy to apply (keeping the running value)", ", ".join(kept))
         return replace(new, listen_host=old.listen_host, listen_port=old.listen_port, data_dir=old.data_dir,
-                       api_key=old.api_key, actor_system=old.actor_system,
-                       convention_address=old.convention_address)
+                       api_key=old.api_key)
 
     async def watch(self) -> None:
         assert self.path is not None
@@ -203,6 +201,8 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
     api_key, key_source = resolve_api_key(config)
     for problem in config.problems:
         log.error("config: %s", problem)
+    for warning in config.warnings:
+        log.warning("config: %s", warning)
 
     asys = start_actor_system(config, log_conf)
     runner: web.AppRunner | None = None

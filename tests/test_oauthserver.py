@@ -216,6 +216,9 @@ FAULTS = [
     ("malformed_negative_expires", 200, None),
     ("malformed_string_expires", 200, None),
     ("malformed_huge_expires", 200, None),
+    ("malformed_crlf_token", 200, None),
+    ("malformed_huge_token", 200, None),
+    ("oversized_answer", 200, None),
 ]
 
 
@@ -235,6 +238,12 @@ def test_fault_modes(server: OAuthServerHandle, client: dict[str, Any], mode: st
             resp.json()
     elif mode == "malformed_no_access_token":
         assert "access_token" not in resp.json()
+    elif mode == "malformed_crlf_token":
+        assert "\r\n" in resp.json()["access_token"]
+    elif mode == "malformed_huge_token":
+        assert len(resp.json()["access_token"]) > 16 * 1024
+    elif mode == "oversized_answer":
+        assert len(resp.content) > 2 * 1024 * 1024
     elif mode.startswith("malformed_"):
         expected = {"malformed_negative_expires": lambda v: v < 0,
                     "malformed_string_expires": lambda v: v == "soon",

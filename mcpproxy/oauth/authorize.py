@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from oauthlib.oauth2 import WebApplicationClient
+
 from mcpproxy.oauth.discovery import AuthServerMetadata
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
 from mcpproxy.oauth.http import require_secure, safe_url
@@ -43,28 +45,31 @@ def authorization_url(
             f"{what}: authorization server {safe_url(metadata.issuer)} does not advertise PKCE "
             "S256 (code_challenge_methods_supported); mcpproxy refuses to log in without it",
         )
-    params: dict[str, str] = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": redirect_uri,
-        "state": state,
-        "code_challenge": code_challenge,
-        "code_challenge_method": "S256",
-    }
-    if scopes:
-        params["scope"] = " ".join(scopes)
-    if resource:
-        params["resource"] = resource  # RFC 8707 §2.1
+    ours: dict[str, str] = {"resource": resource} if resource else {}  # RFC 8707 §2.1
     for name, value in (extra_params or {}).items():
         if name in _PROTECTED:
             raise OAuthError("config", f"oauth.extra_params may not set {name!r}")
-        params[name] = value
+        ours[name] = value  # extra_params win over resource and scope
     parts = urlsplit(endpoint)
-    # RFC 6749 §3.1: keep the endpoint's own query; ours replace same-named ones.
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
-    query.extend(params.items())
+    # RFC 6749 §3.1: keep the endpoint's own query (ours replace same-named ones), drop a fragment.
+    replaced = _PROTECTED | {"scope"} | ours.keys()
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in replaced]
+    query.extend(ours.items())
+    # oauthlib accepts only an "https://" prefix unless OAUTHLIB_INSECURE_TRANSPORT is set for the
+    # whole process; require_secure above has already allowed plain http for loopback hosts only.
+    base = urlunsplit(("https", parts.netloc, parts.path, urlencode(query), ""))
+    built = WebApplicationClient(client_id).prepare_request_uri(
+        base,
+        redirect_uri=redirect_uri,
+        scope=None if "scope" in ours else list(scopes) or None,
+        state=state,
+        code_challenge=code_challenge,  # RFC 7636 §4.3
+        code_challenge_method="S256",
+    )
+    # RFC 3986 percent-encoding ("%20", not the form-style "+" oauthlib writes) reads the same everywhere.
+    params = parse_qsl(urlsplit(built).query, keep_blank_values=True)
     return urlunsplit(
-        (parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), "")
+        (parts.scheme, parts.netloc, parts.path, urlencode(params, quote_via=quote), "")
     )
 
 

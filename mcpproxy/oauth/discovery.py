@@ -4,6 +4,11 @@ The order is the MCP authorization spec's (2025-06-18, 2025-11-25): the 401's WW
 `resource_metadata`, else the well-known protected-resource URIs; then the authorization server's
 metadata at its well-known URIs. A server without resource metadata is taken to be its own
 authorization server (the 2025-03-26 behaviour).
+
+No redirect is followed, at any step: every URL fetched is one the rules above name and
+require_secure checked. A redirect would let the server (or whoever answers for it) point the
+worker at an address nobody checked, a blind SSRF. RFC 9728 §3 and RFC 8414 §3 name exact
+metadata URLs, and the issuer and resource checks would refuse most moved documents anyway.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 
 from mcpproxy import __version__
+from mcpproxy.oauth.challenge import bearer_params
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
 from mcpproxy.oauth.http import (
     error_from_response,
@@ -80,80 +86,6 @@ def canonical_resource(server_url: str) -> str:
     if path != "/":
         path = path.rstrip("/")
     return urlunsplit((scheme, host, path, parts.query, ""))
-
-
-def parse_www_authenticate(header: str) -> dict[str, str]:
-    """The parameters of the Bearer challenge in a WWW-Authenticate value (RFC 9110 §11.6.1).
-
-    Names are lowercased; values unquoted. {} when there is no Bearer challenge.
-    """
-    challenges: list[tuple[str, dict[str, str]]] = []
-    n = len(header)
-    i = 0
-
-    def skip_ws(j: int) -> int:
-        while j < n and header[j] in " \t":
-            j += 1
-        return j
-
-    def read_token(j: int) -> tuple[str, int]:
-        start = j
-        while j < n and header[j] not in ' \t,="':
-            j += 1
-        return header[start:j], j
-
-    while i < n:
-        i = skip_ws(i)
-        if i < n and header[i] == ",":
-            i += 1
-            continue
-        if i >= n:
-            break
-        name, i = read_token(i)
-        if not name:
-            i += 1  # a stray character: skip it
-            continue
-        j = skip_ws(i)
-        if j < n and header[j] == "=":
-            k = j
-            while k < n and header[k] == "=":
-                k += 1
-            equals = k - j
-            k = skip_ws(k)
-            if k >= n or header[k] == ",":
-                i = k  # token68 ("abc==") or an empty value: nothing to keep
-                continue
-            if header[k] == '"':
-                value, i = _read_quoted(header, k)
-            else:
-                value, i = read_token(k)
-            if equals == 1 and challenges:
-                challenges[-1][1].setdefault(name.lower(), value)
-        else:
-            challenges.append((name.lower(), {}))
-            i = j
-    for scheme, params in challenges:
-        if scheme == "bearer":
-            return params
-    return {}
-
-
-def _read_quoted(header: str, i: int) -> tuple[str, int]:
-    """A quoted-string starting at header[i] == '"': its unescaped value and the index after it."""
-    out: list[str] = []
-    i += 1
-    n = len(header)
-    while i < n:
-        ch = header[i]
-        if ch == "\\" and i + 1 < n:
-            out.append(header[i + 1])
-            i += 2
-            continue
-        if ch == '"':
-            return "".join(out), i + 1
-        out.append(ch)
-        i += 1
-    return "".join(out), i
 
 
 def discover(server_url: str, session: requests.Session | None = None) -> Discovery:
@@ -233,13 +165,13 @@ def _challenge(s: requests.Session, server_url: str, where: str) -> dict[str, st
     """The Bearer challenge of the server's 401 to an unauthenticated request; None if no 401."""
     headers = {"Accept": "application/json, text/event-stream"}
     for method in ("POST", "GET"):
-        kw: dict[str, Any] = {"headers": headers, "stream": True, "allow_redirects": True}
+        kw: dict[str, Any] = {"headers": headers, "read_body": False}
         if method == "POST":
             kw["json"] = _INITIALIZE
         resp = request(s, method, server_url, what=where, **kw)
         try:
             if resp.status_code == 401:
-                return parse_www_authenticate(resp.headers.get("WWW-Authenticate", ""))
+                return bearer_params(resp.headers.get("WWW-Authenticate", ""))
         finally:
             resp.close()  # an unprotected server may have opened an SSE stream
     return None
@@ -273,11 +205,16 @@ def _get_json(s: requests.Session, url: str, what: str, *, probing: bool) -> dic
     """GET a JSON document. When probing, a 4xx or a non-JSON answer means "not here" (None)."""
     what = f"{what} {safe_url(url)}"
     resp = request(s, "GET", url, what=what, headers={"Accept": "application/json"})
-    if resp.history:
-        require_secure(resp.url, what)
     status = resp.status_code
     if status >= 500 or status == 429:
         raise error_from_response(resp, what)
+    if 300 <= status < 400 and not probing:
+        where_to = safe_url(resp.headers.get("Location", "")) or "nowhere"
+        raise OAuthError(
+            "protocol",
+            f"{what}: the server answered HTTP {status} (to {where_to}); discovery follows no "
+            "redirects — publish the metadata at this URL",
+        )
     if not 200 <= status < 300:
         if probing:
             return None

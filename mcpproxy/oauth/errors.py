@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime
 import email.utils
 import time
-from typing import Literal
+from typing import Literal, get_args
+
+from oauthlib.oauth2.rfc6749 import errors as rfc6749
 
 ErrorKind = Literal["network", "server", "invalid_grant", "invalid_client", "protocol", "config"]
 
-#: Kinds after which retrying cannot help: a person must log in again.
-PERMANENT_KINDS: frozenset[str] = frozenset({"invalid_grant", "invalid_client", "config"})
+#: Every kind, in the order the API documents them (docs/architecture.md "Status object").
+ERROR_KINDS: tuple[ErrorKind, ...] = get_args(ErrorKind)
+
+#: The one list of kinds after which retrying cannot help: a person must log in again
+#: (docs/architecture.md "Refresh policy"). policy.py and OAuthError.permanent both read it.
+PERMANENT_KINDS: frozenset[ErrorKind] = frozenset({"invalid_grant", "invalid_client", "config"})
 
 
 class OAuthError(Exception):
@@ -37,20 +43,39 @@ class OAuthError(Exception):
         return (OAuthError, (self.kind, self.message, self.retry_after))
 
 
-#: RFC 6749 §5.2 error codes that mean the client itself is not accepted.
-_CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+#: oauthlib's RFC 6749 §5.2 error classes that need a person, and the kind each one is.
+_KIND_OF_ERROR: tuple[tuple[type[rfc6749.OAuth2Error], ErrorKind], ...] = (
+    (rfc6749.InvalidGrantError, "invalid_grant"),
+    (rfc6749.InvalidClientError, "invalid_client"),
+    (rfc6749.UnauthorizedClientError, "invalid_client"),
+)
+
+
+def oauth2_error(code: str | None, description: str | None = None) -> rfc6749.OAuth2Error | None:
+    """oauthlib's typed error for an RFC 6749 §5.2 `error` code (CustomOAuth2Error when unknown)."""
+    if not code:
+        return None
+    try:
+        rfc6749.raise_from_error(code, {"error_description": description})
+    except rfc6749.OAuth2Error as exc:
+        return exc
+    return None
+
+
+def classify(status: int, error: rfc6749.OAuth2Error | None) -> ErrorKind:
+    """The kind of an OAuth endpoint's answer: status first (5xx, 429), then oauthlib's error class."""
+    if status >= 500 or status == 429:
+        return "server"
+    if 400 <= status < 500 and error is not None:
+        for cls, kind in _KIND_OF_ERROR:
+            if isinstance(error, cls):
+                return kind
+    return "protocol"
 
 
 def classify_status(status: int, error_code: str | None) -> ErrorKind:
     """The kind of a non-2xx answer from an OAuth endpoint, by status and RFC 6749 §5.2 code."""
-    if status >= 500 or status == 429:
-        return "server"
-    if 400 <= status < 500:
-        if error_code == "invalid_grant":
-            return "invalid_grant"
-        if error_code in _CLIENT_ERRORS:
-            return "invalid_client"
-    return "protocol"
+    return classify(status, oauth2_error(error_code))
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

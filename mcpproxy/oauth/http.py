@@ -21,12 +21,18 @@ from requests.adapters import HTTPAdapter
 from mcpproxy import __version__
 from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
 
-# requests-oauthlib and oauthlib log tokens at DEBUG (DESIGN §1).
+# requests-oauthlib and oauthlib log tokens at DEBUG (docs/architecture.md "Processes"); the
+# service's logging config (mcpproxy/logs.py) holds them at WARNING too, whatever --log-level says.
 for _name in ("requests_oauthlib", "oauthlib"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 DEFAULT_TIMEOUT: tuple[float, float] = (5.0, 20.0)  # connect, read
 USER_AGENT = f"mcpproxy/{__version__}"
+
+#: The most the OAuth code reads of any answer (metadata, registration, token, revocation): real
+#: ones are a few KiB; a hostile server must not be able to grow the shared worker without bound.
+MAX_ANSWER_BYTES = 1024 * 1024
+_CHUNK = 64 * 1024
 
 # RFC 6749 §5.2: error codes are %x20-21 / %x23-5B / %x5D-7E.
 _ERROR_CODE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}")
@@ -110,17 +116,34 @@ def require_secure(url: str, what: str) -> None:
 
 
 def request(
-    session: requests.Session, method: str, url: str, *, what: str, **kw: Any
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    what: str,
+    read_body: bool = True,
+    max_bytes: int = MAX_ANSWER_BYTES,
+    **kw: Any,
 ) -> requests.Response:
-    """session.request with a timeout, no redirects for non-GET, and transport failures classified."""
+    """session.request with a timeout, no redirects, a bounded body and failures classified.
+
+    Redirects are never followed: a 3xx comes back as it is, so no hop reaches an address nobody
+    checked (discovery names the redirect; token, registration and revocation answers treat it
+    as a protocol error). The body is read streamed and refused past `max_bytes`
+    (OAuthError "protocol"); with read_body=False the caller gets it unread and must close it.
+    """
     kw.setdefault("timeout", DEFAULT_TIMEOUT)
-    kw.setdefault("allow_redirects", method.upper() in ("GET", "HEAD"))
+    kw["allow_redirects"] = False
+    kw["stream"] = True
     try:
         host = urlsplit(url).hostname or "?"
     except ValueError:
         host = "?"
     try:
-        return session.request(method, url, **kw)
+        resp = session.request(method, url, **kw)
+        if read_body:
+            _read_bounded(resp, max_bytes, what)
+        return resp
     except (
         requests.exceptions.MissingSchema,
         requests.exceptions.InvalidSchema,
@@ -128,11 +151,36 @@ def request(
         requests.exceptions.URLRequired,
     ):
         raise OAuthError("config", f"{what}: {safe_url(url)} is not a valid URL") from None
-    except requests.exceptions.TooManyRedirects:
-        raise OAuthError("protocol", f"{what}: {host} redirected too many times") from None
     except requests.exceptions.RequestException as exc:
         # `from None`: the chained urllib3 errors quote the request path.
         raise OAuthError("network", f"{what}: cannot reach {host}: {_short_reason(exc)}") from None
+
+
+def _read_bounded(resp: requests.Response, max_bytes: int, what: str) -> None:
+    """Reads the body into resp.content, stopping (and closing) once it passes max_bytes."""
+    too_big = OAuthError(
+        "protocol",
+        f"{what}: the answer is larger than {_size(max_bytes)}; refused (HTTP {resp.status_code})",
+    )
+    declared = resp.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        resp.close()  # refused before reading a byte
+        raise too_big
+    body = bytearray()
+    try:
+        # Decoded bytes count: a small gzip answer cannot inflate past the bound either.
+        for chunk in resp.iter_content(_CHUNK):
+            body += chunk
+            if len(body) > max_bytes:
+                raise too_big
+    except BaseException:
+        resp.close()
+        raise
+    resp._content = bytes(body)  # requests has no public setter; .content/.text now read this
+
+
+def _size(n: int) -> str:
+    return f"{n // (1024 * 1024)} MiB" if n % (1024 * 1024) == 0 else f"{n} bytes"
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -250,12 +298,19 @@ def error_from_fields(
 
 
 def client_auth(form: dict[str, str], client_id: str, client_secret: str | None) -> dict[str, str]:
-    """Headers for client authentication; adds client_id to `form` for a public client.
-
-    RFC 6749 §2.3.1: client_secret_basic, each part form-urlencoded before base64.
-    """
+    """Headers for client authentication; adds client_id to `form` for a public client."""
     if client_secret is None:
         form["client_id"] = client_id
+    return basic_auth(client_id, client_secret)
+
+
+def basic_auth(client_id: str, client_secret: str | None) -> dict[str, str]:
+    """The client_secret_basic header, {} for a public client.
+
+    RFC 6749 §2.3.1: each part form-urlencoded before base64 (requests' HTTPBasicAuth, which
+    requests-oauthlib uses, skips that step).
+    """
+    if client_secret is None:
         return {}
     raw = f"{quote_plus(client_id)}:{quote_plus(client_secret)}".encode("ascii")
     return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}

@@ -1,4 +1,13 @@
-"""The token endpoint (RFC 6749 §4.1.3, §6): code exchange with PKCE, refresh, and their answers."""
+"""The token endpoint (RFC 6749 §4.1.3, §6): code exchange with PKCE, refresh, and their answers.
+
+oauthlib builds the request bodies and reads the answer (its typed RFC 6749 §5.2 errors, its
+missing-token check, its scope splitting); mcpproxy sends the request itself and checks what
+oauthlib leaves open. requests-oauthlib's OAuth2Session.fetch_token is not used: it refuses
+plain http unless OAUTHLIB_INSECURE_TRANSPORT is set for the whole process (loopback test
+servers need http), reads the whole answer before anyone can bound it, follows redirects of the
+POST, skips RFC 6749 §2.3.1's form-encoding in client_secret_basic, and logs request bodies at
+DEBUG.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +17,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from oauthlib.oauth2 import WebApplicationClient
+from oauthlib.oauth2.rfc6749.errors import MissingTokenError, OAuth2Error
+from oauthlib.oauth2.rfc6749.parameters import validate_token_parameters
+from oauthlib.oauth2.rfc6749.tokens import OAuth2Token
+from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.http import (
-    client_auth,
+    basic_auth,
     error_fields,
     error_from_fields,
     error_from_response,
@@ -25,8 +39,15 @@ from mcpproxy.oauth.http import (
 #: Longer than any real token lifetime: an expires_in beyond it is a broken answer.
 MAX_EXPIRES_IN = 10 * 365 * 86400
 
+#: Real tokens (JWTs included) stay well under this; a bigger one would ride on every upstream call.
+MAX_TOKEN_CHARS = 16 * 1024
+
 # "3599" or "3599.0": integer-valued numeric strings (Azure AD v1 sends them).
 _INTEGER_STRING = re.compile(r"[0-9]{1,12}(\.0*)?")
+# RFC 6750 §2.1: b64token, the only characters an access token may put in "Authorization: Bearer".
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# RFC 6749 Appendix A.17: refresh-token = 1*VSCHAR (printable ASCII).
+_VSCHARS = re.compile(r"[\x20-\x7e]+")
 
 _REFRESH_REJECTED = "the authorization server no longer accepts this refresh token — log in again"
 _CODE_REJECTED = "the authorization server rejected the authorization code — log in again"
@@ -53,18 +74,16 @@ def exchange_code(
     session: requests.Session | None = None,
 ) -> TokenResponse:
     """Trade an authorization code and its PKCE verifier for tokens."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": redirect_uri,
-        "code_verifier": code_verifier,
-    }
-    if resource:
-        form["resource"] = resource  # RFC 8707 §2.2
-    what = f"code exchange at {safe_url(token_endpoint)}"
-    return _token_request(
-        token_endpoint, form, client_id, client_secret, session, what, _CODE_REJECTED
+    # RFC 6749 §4.1.3 + RFC 7636 §4.5; client_id in the body only for a public client (§3.2.1).
+    body = WebApplicationClient(client_id).prepare_request_body(
+        code=code,
+        redirect_uri=redirect_uri,
+        code_verifier=code_verifier,
+        include_client_id=client_secret is None,
+        resource=resource,  # RFC 8707 §2.2; oauthlib leaves out empty values
     )
+    what = f"code exchange at {safe_url(token_endpoint)}"
+    return _token_request(token_endpoint, body, client_id, client_secret, session, what, _CODE_REJECTED)
 
 
 def refresh(
@@ -78,20 +97,21 @@ def refresh(
     session: requests.Session | None = None,
 ) -> TokenResponse:
     """Use a refresh token (RFC 6749 §6). The answer may carry a rotated refresh token or none."""
-    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
-    if scopes:
-        form["scope"] = " ".join(scopes)
-    if resource:
-        form["resource"] = resource
+    body = WebApplicationClient(client_id).prepare_refresh_body(
+        refresh_token=refresh_token,
+        scope=list(scopes) if scopes else None,
+        client_id=client_id if client_secret is None else None,
+        resource=resource,
+    )
     what = f"token refresh at {safe_url(token_endpoint)}"
     return _token_request(
-        token_endpoint, form, client_id, client_secret, session, what, _REFRESH_REJECTED
+        token_endpoint, body, client_id, client_secret, session, what, _REFRESH_REJECTED
     )
 
 
 def _token_request(
     endpoint: str,
-    form: dict[str, str],
+    body: str,
     client_id: str,
     client_secret: str | None,
     session: requests.Session | None,
@@ -99,10 +119,13 @@ def _token_request(
     rejected: str,
 ) -> TokenResponse:
     require_secure(endpoint, what)
-    headers = client_auth(form, client_id, client_secret)
+    headers = basic_auth(client_id, client_secret)
     headers["Accept"] = "application/json"
+    headers["Content-Type"] = "application/x-www-form-urlencoded"
     with session_scope(session) as s:
-        resp = request(s, "POST", endpoint, what=what, data=form, headers=headers)
+        resp = request(
+            s, "POST", endpoint, what=what, data=body.encode("ascii"), headers=headers
+        )
     return _parse(resp, what, rejected)
 
 
@@ -118,17 +141,26 @@ def _parse(resp: requests.Response, what: str, rejected: str | None) -> TokenRes
     doc = json_object(resp)
     if doc is None:
         raise OAuthError("protocol", f"{what}: the answer (HTTP {status}) is not a JSON object")
-    if "access_token" not in doc and isinstance(doc.get("error"), str):
-        # Some servers (GitHub) answer errors with 200.
+    scope = _scope(doc.get("scope"), what)  # before oauthlib, which fails on a non-string scope
+    try:
+        # No old scope is given: a narrower grant is reported, not raised as a Warning.
+        validate_token_parameters(OAuth2Token(doc))
+    except MissingTokenError:
+        raise OAuthError("protocol", f"{what}: the answer has no access_token") from None
+    except OAuth2Error as exc:
+        if "error" not in doc:
+            raise OAuthError("protocol", f"{what}: the answer was refused ({exc.error})") from None
+        # An RFC 6749 §5.2 error with HTTP 200 (GitHub): classified as the 400 it stands for.
         code, desc = error_fields(resp)
-        raise error_from_fields(400, code, desc, what, invalid_grant_message=rejected)
-    return _token_from(doc, what)
+        raise error_from_fields(400, code, desc, what, invalid_grant_message=rejected) from None
+    return _token_from(doc, scope, what)
 
 
-def _token_from(doc: dict[str, Any], what: str) -> TokenResponse:
+def _token_from(doc: dict[str, Any], scope: tuple[str, ...] | None, what: str) -> TokenResponse:
     access_token = doc.get("access_token")
     if not isinstance(access_token, str) or not access_token:
         raise OAuthError("protocol", f"{what}: the answer has no access_token")
+    _check_token(access_token, "access_token", _B64TOKEN, "RFC 6750 §2.1 b64token", what)
     token_type = doc.get("token_type", "Bearer")
     if token_type is None:
         token_type = "Bearer"
@@ -138,13 +170,31 @@ def _token_from(doc: dict[str, Any], what: str) -> TokenResponse:
     refresh_token = doc.get("refresh_token")
     if refresh_token is not None and not isinstance(refresh_token, str):
         raise OAuthError("protocol", f"{what}: refresh_token is not a string")
+    if refresh_token:
+        _check_token(refresh_token, "refresh_token", _VSCHARS, "printable ASCII", what)
     return TokenResponse(
         access_token=access_token,
         token_type="Bearer",
         refresh_token=refresh_token or None,
         expires_in=_expires_in(doc.get("expires_in"), what),
-        scope=_scope(doc.get("scope"), what),
+        scope=scope,
     )
+
+
+def _check_token(value: str, name: str, allowed: re.Pattern[str], rule: str, what: str) -> None:
+    """A token too long, or with characters that would break a header, is a broken answer.
+
+    The message gives the length only, never the value.
+    """
+    if len(value) > MAX_TOKEN_CHARS:
+        raise OAuthError(
+            "protocol",
+            f"{what}: the {name} is {len(value)} characters long (at most {MAX_TOKEN_CHARS}); refused",
+        )
+    if not allowed.fullmatch(value):
+        raise OAuthError(
+            "protocol", f"{what}: the {name} has characters outside the {rule} set; refused"
+        )
 
 
 def _expires_in(value: Any, what: str) -> float | None:
@@ -165,10 +215,11 @@ def _expires_in(value: Any, what: str) -> float | None:
 
 
 def _scope(value: Any, what: str) -> tuple[str, ...] | None:
+    """The granted scope (RFC 6749 §3.3, space-delimited), split by oauthlib; None when not sent."""
     if value is None:
         return None
-    if isinstance(value, str):
-        return tuple(value.split())
-    if isinstance(value, list) and all(isinstance(x, str) for x in value):
-        return tuple(value)  # not RFC 6749, but some servers send a list
+    if isinstance(value, str) or (
+        isinstance(value, list) and all(isinstance(x, str) for x in value)  # a list: not RFC 6749, but sent
+    ):
+        return tuple(s for s in scope_to_list(value) if s)
     raise OAuthError("protocol", f"{what}: scope is not a string")

@@ -115,3 +115,23 @@ def test_check_callback_iss() -> None:
     check_callback_iss(quiet, None)
     with pytest.raises(OAuthError):
         check_callback_iss(quiet, "https://as.example.com/")  # simple string comparison
+
+
+def test_loopback_http_endpoint_through_oauthlib_without_a_process_wide_switch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    meta = dataclasses.replace(META, authorization_endpoint="http://127.0.0.1:9/authorize#frag")
+    url = authorization_url(meta, **ARGS)
+    assert url.startswith("http://127.0.0.1:9/authorize?") and "#" not in url
+    assert query(url)["code_challenge_method"] == ["S256"]
+    assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
+
+
+def test_extra_params_may_replace_scope_and_keep_empty_values() -> None:
+    url = authorization_url(META, **ARGS, extra_params={"scope": "only", "prompt": "", "uri": "u"})
+    q = query(url)
+    assert q["scope"] == ["only"] and q["prompt"] == [""] and q["uri"] == ["u"]
+    assert q["client_id"] == ["client-1"]  # the endpoint's stale client_id is replaced, not doubled

@@ -1,4 +1,4 @@
-"""mcpproxy.oauth.discovery: canonical URIs, WWW-Authenticate, RFC 9728 → RFC 8414 discovery."""
+"""mcpproxy.oauth.discovery: canonical URIs, RFC 9728 → RFC 8414 discovery."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from mcpproxy.oauth.discovery import (
     canonical_resource,
     discover,
     fetch_auth_server_metadata,
-    parse_www_authenticate,
 )
 from mcpproxy.oauth.errors import OAuthError
 from tests.oauth.test_http import Canned, CannedServer, canned_fixture
@@ -47,43 +46,6 @@ def test_canonical_resource_refuses(url: str) -> None:
     with pytest.raises(OAuthError) as info:
         canonical_resource(url)
     assert info.value.kind == "config"
-
-
-@pytest.mark.parametrize(
-    ("header", "params"),
-    [
-        (
-            'Bearer resource_metadata="https://mcp.example.com/.well-known/oauth-protected-resource"',
-            {"resource_metadata": "https://mcp.example.com/.well-known/oauth-protected-resource"},
-        ),
-        (
-            'Bearer realm="mcp", error="invalid_token", error_description="The token \\"expired\\"",'
-            ' scope="files:read files:write", resource_metadata="https://x/prm"',
-            {
-                "realm": "mcp",
-                "error": "invalid_token",
-                "error_description": 'The token "expired"',
-                "scope": "files:read files:write",
-                "resource_metadata": "https://x/prm",
-            },
-        ),
-        (
-            'Basic realm="a", Bearer scope="s1", RESOURCE_METADATA="https://x/m"',
-            {"scope": "s1", "resource_metadata": "https://x/m"},
-        ),
-        ("Basic dGVzdA==, Bearer error=invalid_token", {"error": "invalid_token"}),
-        ('bearer  scope = "a b" , realm=r', {"scope": "a b", "realm": "r"}),
-        ('Bearer realm="x,y", scope="a"', {"realm": "x,y", "scope": "a"}),
-        ("Bearer", {}),
-        ('Basic realm="x"', {}),
-        ("", {}),
-        ('Bearer realm="unterminated', {"realm": "unterminated"}),
-        ('Bearer scope="a", Negotiate abc=, Other x="y"', {"scope": "a"}),
-        ('DPoP algs="ES256", Bearer realm="m"', {"realm": "m"}),
-    ],
-)
-def test_parse_www_authenticate(header: str, params: dict[str, str]) -> None:
-    assert parse_www_authenticate(header) == params
 
 
 # -- discovery against a canned server -------------------------------------------------------
@@ -425,3 +387,101 @@ def test_fetch_auth_server_metadata(canned: CannedServer) -> None:
 def test_results_pickle(mcp: CannedServer) -> None:
     d = discover(mcp.url("/mcp"))
     assert pickle.loads(pickle.dumps(d)) == d
+
+
+# -- no redirects, bounded answers (issue 16 items 4 and 5) ------------------------------------
+
+
+@pytest.fixture
+def elsewhere() -> Iterator[CannedServer]:
+    """Another address: every request reaching it is one discovery should not have made."""
+    server = CannedServer()
+    server.add("GET", "/prm", Canned(200, {}))
+    server.add("GET", "/meta", Canned(200, {}))
+    server.add("POST", "/mcp", Canned(401, {}, {"WWW-Authenticate": "Bearer"}))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirecting_resource_metadata_url_is_not_followed(
+    mcp: CannedServer, elsewhere: CannedServer, status: int
+) -> None:
+    mcp.add(
+        "GET",
+        "/.well-known/oauth-protected-resource/mcp",
+        Canned(status, b"", {"Location": elsewhere.url("/prm?x=secret")}),
+    )
+    with pytest.raises(OAuthError) as info:
+        discover(mcp.url("/mcp"))
+    assert info.value.kind == "protocol"
+    assert f"HTTP {status} (to {elsewhere.url('/prm')})" in info.value.message
+    assert "follows no redirects" in info.value.message
+    assert "secret" not in info.value.message
+    assert elsewhere.requests == []
+
+
+def test_redirecting_well_known_uris_are_not_followed(
+    canned: CannedServer, elsewhere: CannedServer
+) -> None:
+    canned.add("POST", "/mcp", Canned(401, {}, {"WWW-Authenticate": 'Bearer realm="x"'}))
+    moved = Canned(307, b"", {"Location": elsewhere.url("/meta")})
+    for path in (
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ):
+        canned.add("GET", path, moved)
+    with pytest.raises(OAuthError) as info:
+        discover(canned.url("/mcp"))
+    assert info.value.kind == "config" and "no OAuth metadata" in info.value.message
+    assert elsewhere.requests == []
+
+
+def test_redirecting_authorization_server_metadata_is_not_followed(
+    mcp: CannedServer, elsewhere: CannedServer
+) -> None:
+    mcp.add(
+        "GET",
+        "/.well-known/oauth-authorization-server/as",
+        Canned(302, b"", {"Location": elsewhere.url("/meta")}),
+    )
+    with pytest.raises(OAuthError) as info:
+        discover(mcp.url("/mcp"))
+    assert info.value.kind == "protocol" and "publishes no metadata" in info.value.message
+    assert elsewhere.requests == []
+
+
+def test_the_unauthenticated_probe_is_not_redirected(
+    canned: CannedServer, elsewhere: CannedServer
+) -> None:
+    canned.add("POST", "/mcp", Canned(307, b"", {"Location": elsewhere.url("/mcp")}))
+    canned.add("GET", "/mcp", Canned(302, b"", {"Location": elsewhere.url("/mcp")}))
+    with pytest.raises(OAuthError):
+        discover(canned.url("/mcp"))
+    assert elsewhere.requests == []
+
+
+def test_huge_resource_metadata_is_refused(mcp: CannedServer) -> None:
+    def endless() -> Iterator[bytes]:
+        yield b'{"resource": "'
+        for _ in range(50 * 16):  # 50 MiB, no Content-Length
+            yield b"x" * 65536
+
+    mcp.add("GET", "/.well-known/oauth-protected-resource/mcp", Canned(200, b"", {}, endless))
+    with pytest.raises(OAuthError) as info:
+        discover(mcp.url("/mcp"))
+    assert info.value.kind == "protocol"
+    assert "resource metadata" in info.value.message
+    assert "larger than 1 MiB" in info.value.message
+
+
+def test_huge_authorization_server_metadata_is_refused(mcp: CannedServer) -> None:
+    big = as_metadata(mcp.base_url + "/as", padding="x" * (2 * 1024 * 1024))
+    mcp.add("GET", "/.well-known/oauth-authorization-server/as", Canned(200, big))
+    with pytest.raises(OAuthError) as info:
+        discover(mcp.url("/mcp"))
+    assert info.value.kind == "protocol" and "larger than 1 MiB" in info.value.message

@@ -5,8 +5,18 @@ from __future__ import annotations
 import pickle
 
 import pytest
+from oauthlib.oauth2.rfc6749 import errors as rfc6749
 
-from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
+from mcpproxy.oauth.errors import (
+    ERROR_KINDS,
+    PERMANENT_KINDS,
+    OAuthError,
+    classify,
+    classify_status,
+    clean_server_text,
+    oauth2_error,
+    parse_retry_after,
+)
 
 
 @pytest.mark.parametrize(
@@ -60,3 +70,37 @@ def test_clean_server_text() -> None:
 def test_oauth_error_pickles_with_retry_after() -> None:
     err = pickle.loads(pickle.dumps(OAuthError("server", "w: HTTP 503", 3.0)))
     assert (err.kind, err.message, err.retry_after) == ("server", "w: HTTP 503", 3.0)
+
+
+def test_kinds_and_the_permanent_ones() -> None:
+    assert ERROR_KINDS == ("network", "server", "invalid_grant", "invalid_client", "protocol", "config")
+    assert PERMANENT_KINDS == {"invalid_grant", "invalid_client", "config"}
+    assert PERMANENT_KINDS < set(ERROR_KINDS)
+    for kind in ERROR_KINDS:
+        assert OAuthError(kind, "x").permanent == (kind in PERMANENT_KINDS)
+
+
+@pytest.mark.parametrize(
+    ("code", "cls"),
+    [
+        ("invalid_grant", rfc6749.InvalidGrantError),
+        ("invalid_client", rfc6749.InvalidClientError),
+        ("unauthorized_client", rfc6749.UnauthorizedClientError),
+        ("invalid_scope", rfc6749.InvalidScopeError),
+        ("temporarily_unavailable", rfc6749.TemporarilyUnavailableError),
+        ("made_up", rfc6749.CustomOAuth2Error),
+    ],
+)
+def test_codes_map_to_oauthlibs_error_classes(code: str, cls: type) -> None:
+    err = oauth2_error(code, "why")
+    assert type(err) is cls and err.error == code
+    assert oauth2_error(None) is None and oauth2_error("") is None
+
+
+def test_classify_puts_the_status_before_the_error_class() -> None:
+    grant = rfc6749.InvalidGrantError()
+    assert classify(503, grant) == "server"
+    assert classify(400, grant) == "invalid_grant"
+    assert classify(200, grant) == "protocol"  # a 200 is classified by its caller as the 400 it means
+    assert classify(400, rfc6749.InvalidClientIdError()) == "protocol"  # invalid_request, not invalid_client
+    assert classify(400, None) == "protocol"

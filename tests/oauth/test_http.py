@@ -23,6 +23,7 @@ import requests
 from mcpproxy import __version__
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.http import (
+    MAX_ANSWER_BYTES,
     _short_reason,
     client_auth,
     error_from_response,
@@ -56,6 +57,8 @@ class Canned:
     status: int = 200
     body: Any = b""  # bytes, str, or anything JSON-encodable
     headers: dict[str, str] = field(default_factory=dict)
+    # When set, the body is these chunks, sent without Content-Length until the client hangs up.
+    stream: Callable[[], Iterator[bytes]] | None = None
 
     def encode(self) -> tuple[bytes, dict[str, str]]:
         headers = dict(self.headers)
@@ -77,6 +80,7 @@ class CannedServer:
     def __init__(self) -> None:
         self.routes: dict[tuple[str, str], Route] = {}
         self.requests: list[Recorded] = []
+        self.streamed = 0  # bytes of streamed bodies the server got to write
         self.release = threading.Event()  # set at stop: lets hanging handlers finish
         owner = self
 
@@ -103,6 +107,9 @@ class CannedServer:
                 else:
                     canned = route(rec)
                 body, headers = canned.encode()
+                if canned.stream is not None:
+                    self._stream(canned, headers)
+                    return
                 try:
                     self.send_response(canned.status)
                     for k, v in headers.items():
@@ -113,6 +120,20 @@ class CannedServer:
                         self.wfile.write(body)
                 except OSError:
                     pass  # the client gave up (timeout tests)
+
+            def _stream(self, canned: Canned, headers: dict[str, str]) -> None:
+                assert canned.stream is not None
+                try:
+                    self.send_response(canned.status)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Connection", "close")
+                    self.end_headers()
+                    for chunk in canned.stream():
+                        self.wfile.write(chunk)
+                        owner.streamed += len(chunk)
+                except OSError:
+                    pass  # the client stopped reading and closed: what the bound is for
 
             do_GET = do_POST = do_HEAD = _handle
 
@@ -398,3 +419,79 @@ def test_retry_after_http_date(canned: CannedServer) -> None:
 def test_server_error_without_retry_after(canned: CannedServer) -> None:
     err = error_from_response(_answer(canned, 500, {"error": "server_error"}), "w")
     assert err.retry_after is None
+
+
+# -- bounded answers, no redirects (issue 16 items 4 and 5) ------------------------------------
+
+
+def zeros(total: int, chunk: int = 64 * 1024) -> Callable[[], Iterator[bytes]]:
+    def gen() -> Iterator[bytes]:
+        for _ in range(total // chunk):
+            yield b"0" * chunk
+
+    return gen
+
+
+def test_request_never_follows_a_redirect_even_for_get(canned: CannedServer) -> None:
+    canned.add("GET", "/a", Canned(302, b"", {"Location": "/b"}))
+    canned.add("GET", "/b", Canned(200, {}))
+    with new_session() as session:
+        resp = request(session, "GET", canned.url("/a"), what="x", allow_redirects=True)
+    assert resp.status_code == 302
+    assert [r.path for r in canned.requests] == ["/a"]
+
+
+def test_an_answer_at_the_bound_is_read(canned: CannedServer) -> None:
+    canned.add("GET", "/m", Canned(200, b"x" * MAX_ANSWER_BYTES))
+    with new_session() as session:
+        resp = request(session, "GET", canned.url("/m"), what="metadata")
+    assert len(resp.content) == MAX_ANSWER_BYTES
+
+
+def test_a_declared_length_past_the_bound_is_refused_unread(canned: CannedServer) -> None:
+    canned.add("GET", "/m", Canned(200, b"x" * (MAX_ANSWER_BYTES + 1)))
+    with new_session() as session, pytest.raises(OAuthError) as info:
+        request(session, "GET", canned.url("/m"), what="metadata at https://as/x")
+    assert info.value.kind == "protocol"
+    assert info.value.message == (
+        "metadata at https://as/x: the answer is larger than 1 MiB; refused (HTTP 200)"
+    )
+
+
+def test_a_streamed_answer_is_cut_at_the_bound(canned: CannedServer) -> None:
+    # No Content-Length: 200 MB streamed until the client hangs up.
+    total = 200 * 1024 * 1024
+    canned.add("GET", "/m", Canned(200, b"", {"Content-Type": "application/json"}, zeros(total)))
+    with new_session() as session, pytest.raises(OAuthError) as info:
+        request(session, "GET", canned.url("/m"), what="metadata")
+    assert info.value.kind == "protocol" and "larger than 1 MiB" in info.value.message
+    wait_until_quiet(canned)
+    # The server got to write the bound plus what socket buffers hold, not the 200 MB.
+    assert canned.streamed < 32 * 1024 * 1024
+
+
+def test_a_small_gzip_answer_cannot_inflate_past_the_bound(canned: CannedServer) -> None:
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (64 * 1024 * 1024))  # 64 MiB in about 64 KB
+    canned.add("GET", "/m", Canned(200, bomb, {"Content-Encoding": "gzip"}))
+    with new_session() as session, pytest.raises(OAuthError) as info:
+        request(session, "GET", canned.url("/m"), what="metadata")
+    assert info.value.kind == "protocol"
+
+
+def test_read_body_false_leaves_the_stream_to_the_caller(canned: CannedServer) -> None:
+    canned.add("GET", "/sse", Canned(200, b"", {}, zeros(8 * 1024 * 1024)))
+    with new_session() as session:
+        resp = request(session, "GET", canned.url("/sse"), what="probe", read_body=False)
+        assert resp.status_code == 200
+        resp.close()
+
+
+def wait_until_quiet(canned: CannedServer) -> None:
+    import time
+
+    last, deadline = -1, time.monotonic() + 5
+    while canned.streamed != last and time.monotonic() < deadline:
+        last = canned.streamed
+        time.sleep(0.2)

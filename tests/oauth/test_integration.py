@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -222,6 +225,9 @@ def test_confidential_client(
         ("malformed_negative_expires", "protocol", None),
         ("malformed_string_expires", "protocol", None),
         ("malformed_huge_expires", "protocol", None),
+        ("malformed_crlf_token", "protocol", None),
+        ("malformed_huge_token", "protocol", None),
+        ("oversized_answer", "protocol", None),
     ],
 )
 def test_refresh_fault_modes(
@@ -289,3 +295,53 @@ def test_refuses_a_server_without_pkce_metadata(session: requests.Session) -> No
                 resource=d.resource,
             )
         assert info.value.kind == "config"
+
+
+_DEBUG_RUN = """
+import logging, sys
+from pathlib import Path
+from mcpproxy.logs import setup_logging
+from mcpproxy.oauth.revocation import revoke
+import mcpproxy.oauth.http as oauth_http
+from tests.oauth.test_integration import login, do_refresh
+
+class Handle:  # what login() needs of an MCPServerHandle
+    url = sys.argv[1]
+
+setup_logging("DEBUG", "text", Path(sys.argv[2]))
+logging.getLogger("mcpproxy.test").debug("DEBUG-IS-ON")
+s = oauth_http.new_session()
+lg = login(Handle(), s)
+new = do_refresh(lg, s)
+# What requests-oauthlib and oauthlib do with a token at DEBUG (oauth2_session.fetch_token).
+logging.getLogger("requests_oauthlib.oauth2_session").debug("Obtained token %s.", new.access_token)
+logging.getLogger("oauthlib.oauth2.rfc6749").debug("token %s", new.refresh_token)
+revoke(lg.discovery.metadata.revocation_endpoint, token=new.refresh_token,
+       token_type_hint="refresh_token", client_id=lg.client.client_id,
+       client_secret=lg.client.client_secret, session=s)
+"""
+
+
+def test_a_debug_level_run_logs_no_token(
+    auth: OAuthServerHandle, mcp: MCPServerHandle, tmp_path: Path
+) -> None:
+    log_file = tmp_path / "mcpproxy.log"
+    run = subprocess.run(
+        [sys.executable, "-c", _DEBUG_RUN, mcp.url, str(log_file)],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    logged = log_file.read_text() + run.stderr + run.stdout
+    assert "DEBUG-IS-ON" in logged  # the run really logged at DEBUG
+    issued = auth.issued()
+    secrets = [
+        x
+        for key in ("access_tokens", "refresh_tokens", "codes", "client_secrets")
+        for x in issued[key]
+    ]
+    assert len(issued["access_tokens"]) >= 2 and len(issued["refresh_tokens"]) >= 2
+    for secret in secrets:
+        assert secret not in logged

@@ -78,6 +78,8 @@ def test_no_registration_endpoint_is_config(canned: CannedServer) -> None:
             Canned(201, {"client_id": "c", "redirect_uris": ["http://127.0.0.1:1/other"]}),
             "protocol",
         ),
+        (Canned(201, {"client_id": "c", "logo": "x" * (2 << 20)}), "protocol"),  # over 1 MiB
+        (Canned(302, b"", {"Location": "https://elsewhere.example/register"}), "protocol"),
     ],
 )
 def test_failures(canned: CannedServer, answer: Canned, kind: str) -> None:

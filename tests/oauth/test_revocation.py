@@ -52,6 +52,8 @@ def test_revoke_confidential_client(canned: CannedServer) -> None:
         (Canned(400, {"error": "unsupported_token_type"}), "protocol"),
         (Canned(401, {"error": "invalid_client"}), "invalid_client"),
         (Canned(404, "no"), "protocol"),
+        (Canned(200, b"x" * (2 << 20)), "protocol"),  # an answer over 1 MiB is not read
+        (Canned(307, b"", {"Location": "https://elsewhere.example/revoke"}), "protocol"),
     ],
 )
 def test_revoke_failures(canned: CannedServer, answer: Canned, kind: str) -> None:

@@ -234,3 +234,159 @@ def test_token_response_pickles_and_hides_secrets() -> None:
     assert pickle.loads(pickle.dumps(tok)) == tok
     no_secrets(repr(tok))
     no_secrets(str(tok))
+
+
+# -- what oauthlib reads, and the token bounds (issue 10 item 6, issue 16 item 4) --------------
+
+
+@pytest.mark.parametrize(
+    ("token", "problem"),
+    [
+        ("ok\r\nX-Injected: 1", "characters outside the RFC 6750 §2.1 b64token set"),
+        ("ok\n", "characters outside the RFC 6750 §2.1 b64token set"),
+        ("two words", "characters outside the RFC 6750 §2.1 b64token set"),
+        ('quote"d', "characters outside the RFC 6750 §2.1 b64token set"),
+        ("caf\u00e9", "characters outside the RFC 6750 §2.1 b64token set"),
+        ("=abc", "characters outside the RFC 6750 §2.1 b64token set"),
+        ("ab=c", "characters outside the RFC 6750 §2.1 b64token set"),
+        ("A" * (16 * 1024 + 1), "access_token is 16385 characters long (at most 16384)"),
+    ],
+)
+def test_unusable_access_tokens_are_protocol_errors(
+    canned: CannedServer, token: str, problem: str
+) -> None:
+    canned.add("POST", "/token", Canned(200, {**GOOD, "access_token": token}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "protocol"
+    assert problem in info.value.message
+    assert token not in info.value.message and "RT-SECRET" not in info.value.message
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "A" * (16 * 1024),
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln-_",  # a JWT
+        "abc+/~.-_==",
+        "gho_16C7e42F292c6912E7710c838347Ae178B4a",
+    ],
+)
+def test_rfc6750_access_tokens_are_accepted(canned: CannedServer, token: str) -> None:
+    canned.add("POST", "/token", Canned(200, {**GOOD, "access_token": token}))
+    assert do_refresh(canned).access_token == token
+
+
+@pytest.mark.parametrize(
+    ("token", "accepted"),
+    [
+        ("rt with spaces and !#$%&'()*+,/:;<=>?@[]^`{|}~", True),  # RFC 6749 A.17: VSCHAR
+        ("R" * (16 * 1024), True),
+        ("R" * (16 * 1024 + 1), False),
+        ("rt\r\nX: 1", False),
+        ("rt\x00", False),
+        ("rt\u00e9", False),
+    ],
+)
+def test_refresh_token_bounds(canned: CannedServer, token: str, accepted: bool) -> None:
+    canned.add("POST", "/token", Canned(200, {**GOOD, "refresh_token": token}))
+    if accepted:
+        assert do_refresh(canned).refresh_token == token
+        return
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "protocol" and "refresh_token" in info.value.message
+    assert token not in info.value.message
+
+
+def test_an_oversized_token_answer_is_refused(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, {**GOOD, "padding": "x" * (2 * 1024 * 1024)}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "protocol"
+    assert info.value.message == (
+        f"token refresh at {canned.url('/token')}: the answer is larger than 1 MiB; refused (HTTP 200)"
+    )
+
+
+def test_an_oversized_error_answer_is_refused(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(400, {"error": "invalid_grant", "x": "y" * (2 << 20)}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "protocol"
+
+
+@pytest.mark.parametrize(
+    ("scope", "parsed"),
+    [
+        ("a b", ("a", "b")),
+        ("  a   b  ", ("a", "b")),  # oauthlib splits on single spaces; the empty pieces go
+        ("a,b c", ("a,b", "c")),  # RFC 6749 §3.3: a comma belongs to the scope token
+        ("", ()),
+        (["x", "y"], ("x", "y")),
+        ([], ()),
+    ],
+)
+def test_scope_parsing(canned: CannedServer, scope: Any, parsed: tuple[str, ...]) -> None:
+    canned.add("POST", "/token", Canned(200, {**GOOD, "scope": scope}))
+    assert do_refresh(canned).scope == parsed
+
+
+def test_a_narrower_grant_is_reported_not_raised(canned: CannedServer) -> None:
+    # requests-oauthlib would raise Warning("Scope has changed") unless OAUTHLIB_RELAX_TOKEN_SCOPE.
+    canned.add("POST", "/token", Canned(200, {**GOOD, "scope": "a"}))
+    assert do_refresh(canned, scopes=("a", "b")).scope == ("a",)
+    assert canned.requests[0].form()["scope"] == "a b"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind"),
+    [
+        # oauthlib reads `error` first: a 200 naming an error is that error, token or not.
+        ({"error": "invalid_grant", "access_token": "AT"}, "invalid_grant"),
+        ({"error": "unauthorized_client"}, "invalid_client"),
+        ({"error": "invalid_client", "error_description": "bad\nline"}, "invalid_client"),
+        ({"error": "slow_down"}, "protocol"),
+        ({"error": 5}, "protocol"),
+        ({"error": "bad\r\ncode"}, "protocol"),
+    ],
+)
+def test_error_answers_with_200(canned: CannedServer, body: dict[str, Any], kind: str) -> None:
+    canned.add("POST", "/token", Canned(200, body))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == kind
+    assert "\n" not in info.value.message and "\r" not in info.value.message
+
+
+def test_the_form_oauthlib_builds_for_a_confidential_code_exchange(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, GOOD))
+    exchange_code(
+        canned.url("/token"),
+        code="CODE-SECRET",
+        code_verifier="VERIFIER-SECRET",
+        client_id="cid",
+        client_secret="CLIENT-SECRET",
+        redirect_uri="http://127.0.0.1:1/cb",
+        resource=None,
+    )
+    sent = canned.requests[0]
+    assert sent.form() == {
+        "grant_type": "authorization_code",
+        "code": "CODE-SECRET",
+        "redirect_uri": "http://127.0.0.1:1/cb",
+        "code_verifier": "VERIFIER-SECRET",
+    }
+    assert base64.b64decode(sent.headers["authorization"].split()[1]) == b"cid:CLIENT-SECRET"
+    assert sent.headers["accept"] == "application/json"
+
+
+def test_plain_http_to_loopback_needs_no_process_wide_switch(
+    canned: CannedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
+    canned.add("POST", "/token", Canned(200, GOOD))
+    assert do_refresh(canned).access_token == "AT-SECRET"
+    assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ

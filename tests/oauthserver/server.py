@@ -46,8 +46,12 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Faults answered without touching any state.
 _STATELESS_FAULTS = frozenset(
     {"500", "503", "429", "invalid_grant", "invalid_client",
-     "malformed_no_access_token", "malformed_not_json"}
+     "malformed_no_access_token", "malformed_not_json", "malformed_crlf_token",
+     "malformed_huge_token", "oversized_answer"}
 )
+#: Sizes of the hostile answers: past mcpproxy's 16 KiB token and 1 MiB answer bounds.
+HUGE_TOKEN_CHARS = 20 * 1024
+OVERSIZED_ANSWER_BYTES = 2 * 1024 * 1024
 # Faults that issue a real access token (no rotation) but send a bad expires_in.
 _BAD_EXPIRES: dict[str, Any] = {
     "malformed_negative_expires": -3600,
@@ -152,6 +156,16 @@ def _fault_response(fault: Fault) -> web.Response:
         return _oauth_error(OAuthError("invalid_client", description, 401))
     if mode == "malformed_no_access_token":
         return _json({"token_type": "Bearer", "expires_in": 3600, "scope": ""}, 200, headers)
+    if mode == "malformed_crlf_token":
+        # A header injection if sent as it is: "Authorization: Bearer ok\r\nX-Injected: 1".
+        return _json({"access_token": "ok\r\nX-Injected: 1", "token_type": "Bearer",
+                      "expires_in": 3600}, 200, headers)
+    if mode == "malformed_huge_token":
+        return _json({"access_token": "A" * HUGE_TOKEN_CHARS, "token_type": "Bearer",
+                      "expires_in": 3600}, 200, headers)
+    if mode == "oversized_answer":
+        return _json({"access_token": "fine", "token_type": "Bearer", "expires_in": 3600,
+                      "padding": "x" * OVERSIZED_ANSWER_BYTES}, 200, headers)
     # malformed_not_json
     return web.Response(status=200, text="<html><body>upstream proxy error</body></html>",
                         content_type="text/html", headers=headers)

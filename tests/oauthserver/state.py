@@ -35,6 +35,9 @@ FAULT_MODES = frozenset(
         "malformed_negative_expires",
         "malformed_string_expires",
         "malformed_huge_expires",
+        "malformed_crlf_token",
+        "malformed_huge_token",
+        "oversized_answer",
     }
 )
 GRANT_TYPES = ("authorization_code", "refresh_token")

@@ -3,7 +3,14 @@ from pathlib import Path
 
 import pytest
 
-from mcpproxy.config import ConfigError, config_from_document, load_config, write_default_config
+from mcpproxy.config import (
+    KNOWN_KEYS,
+    ConfigError,
+    config_from_document,
+    load_config,
+    unknown_keys,
+    write_default_config,
+)
 
 
 def doc(**kw):
@@ -76,3 +83,31 @@ def test_default_config_is_created_private_and_never_overwritten(tmp_path):
     assert load_config(p, env={}).servers == ()
     with pytest.raises(FileExistsError):
         write_default_config(p)
+
+
+@pytest.mark.parametrize("key", ["actor_system", "convention_address"])
+def test_the_removed_multi_host_settings_are_unknown_and_ignored(tmp_path, key):
+    # multiprocTCPBase listened on 0.0.0.0 and traded pickles; the setting is gone until multi-host is built.
+    path = tmp_path / "mcp_config.json"
+    path.write_text(json.dumps({key: "multiprocTCPBase" if key == "actor_system" else "192.0.2.1:1900",
+                                "mcpServers": []}))
+    config = load_config(path, env={})
+    assert key not in KNOWN_KEYS
+    assert not hasattr(config, "actor_system") and not hasattr(config, "convention_address")
+    assert config.warnings == (f"{path}: {key}: unknown setting, ignored",)
+    assert config.problems == ()
+
+
+def test_unknown_keys_do_not_make_a_reload_differ():
+    base = {"mcpServers": [], "listen": "127.0.0.1:8080"}
+    a = config_from_document(base, None, env={})
+    b = config_from_document({**base, "actor_system": "multiprocTCPBase", "typo": 1}, None, env={})
+    assert unknown_keys({**base, "actor_system": 1, "typo": 1}) == ["actor_system", "typo"]
+    assert b.warnings == ("config: actor_system: unknown setting, ignored", "config: typo: unknown setting, ignored")
+    assert a == b
+
+
+def test_the_actor_system_is_always_the_socket_free_queue_base():
+    from actors.system import SYSTEM_BASE
+
+    assert SYSTEM_BASE == "multiprocQueueBase"
