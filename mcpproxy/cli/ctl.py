@@ -43,10 +43,14 @@ class Failed(click.ClickException):
 
     exit_code = 1
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # Named while the command runs: by show() time click has left its context (`mcpproxy auth` is not ctl).
+        ctx = click.get_current_context(silent=True)
+        self.prog = (ctx.find_root().info_name if ctx is not None else None) or "mcpproxy-ctl"
+
     def show(self, file: Any = None) -> None:
-        prog = click.get_current_context(silent=True)
-        name = prog.find_root().info_name if prog is not None else "mcpproxy-ctl"
-        click.echo(f"{name}: {self.message}", err=True)
+        click.echo(f"{self.prog}: {self.message}", err=True)
 
 
 def fail(message: str) -> NoReturn:

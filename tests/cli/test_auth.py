@@ -13,7 +13,7 @@ def test_auth_commands_through_the_service_then_standalone_logout(
         service: ServiceHandle, auth_server: OAuthServerHandle) -> None:
     r = mcpproxy(service, "auth", "logout", "--server", "nope")
     assert r.returncode == 1
-    assert "server 'nope' not found in configuration. Available servers: demo, plain" in r.stderr
+    assert r.stderr == "mcpproxy: server 'nope' not found in configuration. Available servers: demo, plain\n"
     r = mcpproxy(service, "auth", "status", "--server", "plain")
     assert r.returncode == 1 and "server 'plain' does not use OAuth" in r.stderr
     assert mcpproxy(service, "auth", "logout").returncode == 2
