@@ -24,7 +24,7 @@ from mcpproxy.cli.ctl import (
     show_status,
 )
 from mcpproxy.cli.format import status_table
-from mcpproxy.cli.options import config_options
+from mcpproxy.cli.options import config_options, server_option
 from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_path, load_config
 
 
@@ -135,7 +135,7 @@ def auth() -> None:
 
 @auth.command("status")
 @config_options
-@click.option("--server", "name", metavar="NAME", help="Only this server.")
+@server_option("Only this server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's status objects unchanged.")
 def status_cmd(config_path: str | None, data_dir: str | None, name: str | None, as_json: bool) -> None:
     """Auth state of every server (or --server NAME)."""
@@ -157,7 +157,7 @@ def status_cmd(config_path: str | None, data_dir: str | None, name: str | None, 
 
 @auth.command("login")
 @config_options
-@click.option("--server", "name", metavar="NAME", required=True, help="The server to log in to.")
+@server_option("The server to log in to.", required=True)
 @click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_LOGIN_TIMEOUT, show_default=True,
               help="Seconds to wait for the login to complete.")
@@ -173,7 +173,7 @@ def login_cmd(config_path: str | None, data_dir: str | None, name: str, no_brows
 
 @auth.command("logout")
 @config_options
-@click.option("--server", "name", metavar="NAME", help="The server to log out of.")
+@server_option("The server to log out of.")
 @click.option("--all", "all_", is_flag=True, help="Every OAuth server.")
 def logout_cmd(config_path: str | None, data_dir: str | None, name: str | None, all_: bool) -> None:
     """Log out of --server NAME (or --all); works without the service too."""

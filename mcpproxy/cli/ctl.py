@@ -1,4 +1,4 @@
-"""`mcpproxy-ctl` — the command-line client of the running service's REST API (DESIGN §3 "CLI").
+"""`mcpproxy-ctl` — the command-line client of the running service's REST API (docs/architecture.md "CLI contract").
 
 Exit codes: 0 success, 1 failure, 2 usage.
 """
@@ -28,6 +28,7 @@ from mcpproxy.cli.client import (
     locate,
 )
 from mcpproxy.cli.format import event_line, relative, status_table
+from mcpproxy.cli.options import server_option
 
 #: `events` reconnects after a drop: backoff from 0.5 s to 10 s, giving up after 2 minutes without the service.
 RECONNECT_FIRST = 0.5
@@ -299,7 +300,7 @@ def refresh(target: Target, name: str) -> None:
 
 
 @cli.command()
-@click.option("--server", "server", metavar="NAME", help="Only this server's events.")
+@server_option("Only this server's events.", dest="server")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event: {id, event, data}.")
 @click.pass_obj
 def events(target: Target, server: str | None, as_json: bool) -> None:
