@@ -214,17 +214,30 @@ def logout_one(client: ServiceClient, name: str) -> None:
     try:
         data = client.logout(name)
     except ApiFailure as e:
-        fail(named(name, e))
+        fail(named(name, e) + _disabled_hint(client, name, e))
     if data.get("revoked"):
         click.echo(f"Logged out of '{name}': token deleted and revoked at the authorization server.")
     else:
         click.echo(f"Logged out of '{name}': no token held or no revocation endpoint, so nothing to revoke.")
 
 
+def _disabled_hint(client: ServiceClient, name: str, e: ApiFailure) -> str:
+    """The service keeps no session for a disabled server; the local command can still clear its stored token."""
+    if e.status != 409:
+        return ""
+    try:
+        enabled = client.server(name).get("enabled")
+    except ClientError:
+        return ""
+    return f"; `mcpproxy auth logout -s {name}` deletes its stored token" if enabled is False else ""
+
+
 def logout_every(client: ServiceClient) -> None:
+    """POST /api/v1/servers/logout covers the enabled OAuth servers; the disabled ones are named as skipped."""
     data = client.logout_all()
     results = list(data.get("results", []))
-    if not results:
+    skipped = [s["name"] for s in client.servers().get("servers", []) if s.get("is_oauth") and not s.get("enabled")]
+    if not results and not skipped:
         click.echo("No OAuth servers to log out of.")
     for r in results:
         if r.get("success"):
@@ -232,6 +245,9 @@ def logout_every(client: ServiceClient) -> None:
             click.echo(f"Logged out of '{r['server']}': {what}.")
         else:
             click.echo(f"Could not log out of '{r['server']}': {r.get('error')}", err=True)
+    for name in skipped:
+        click.echo(f"Skipped '{name}': it is disabled in the configuration; `mcpproxy auth logout -s {name}` deletes "
+                   "its stored token, if any.")
     if data.get("failed"):
         fail(f"{data['failed']} of {len(results)} logouts failed")
 
@@ -274,7 +290,7 @@ def login(target: Target, name: str, no_browser: bool, timeout: float) -> None:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--all", "all_", is_flag=True, help="Log out of every OAuth server.")
+@click.option("--all", "all_", is_flag=True, help="Log out of every enabled OAuth server.")
 @click.pass_obj
 def logout(target: Target, name: str | None, all_: bool) -> None:
     """Log out of NAME (or --all): delete its token and revoke it. No prompt."""
