@@ -51,8 +51,19 @@ export interface LogoutData {
   revoked: boolean
 }
 
+/** One server's part of `POST /api/v1/servers/logout`: `error` is the backend's sentence when it failed. */
+export interface LogoutAllResult {
+  server: string
+  action: 'logout'
+  success: boolean
+  revoked?: boolean
+  error?: string
+}
+
 export interface LogoutAllData {
-  results: LogoutData[]
+  results: LogoutAllResult[]
+  count: number
+  failed: number
 }
 
 export interface RefreshData {
