@@ -1,4 +1,4 @@
-// Shapes of the REST and SSE contract (DESIGN.md §2 "Status", §3 "REST", "SSE").
+// Shapes of the REST and SSE contract (docs/architecture.md "Status object", "REST contract", "Events").
 
 export type OAuthStatus = 'none' | 'authenticated' | 'expired' | 'error'
 export type RefreshState = 'idle' | 'scheduled' | 'refreshing' | 'retrying' | 'failed'
