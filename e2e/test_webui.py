@@ -7,13 +7,16 @@ e2e/screenshots/badge-<state>.png on every run; docs/webui.md describes them.
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 from typing import Any
 
 from playwright.sync_api import Browser, Locator, Page, Request, expect
 
 from e2e import SCREENSHOTS
 from tests.conftest import ServiceFactory
+from tests.faults import one_pid
 from tests.harness import ServiceHandle
 from tests.mcpserver.control import MCPServerHandle
 from tests.oauthserver.control import OAuthServerHandle
@@ -228,6 +231,37 @@ def test_log_out_of_all_is_keyboard_operable(
     expect(badge(page)).to_have_text("Logged out", timeout=3000)
     expect(login_button(page)).to_be_visible()
     expect(page.get_by_test_id("notice").filter(has_text="Logged out of 1 server.")).to_be_visible()
+
+
+def test_log_out_of_all_names_the_server_that_failed_and_why(
+        page: Page, service_factory: ServiceFactory, mcp_server: MCPServerHandle,
+        auth_server: OAuthServerHandle) -> None:
+    """One logout fails for real: the 'frozen' server's TokenActor process is stopped (SIGSTOP), so the
+    service gets no answer from it and its result says so; the other server is logged out."""
+    auth_server.set_config(access_ttl=LONG_TTL)
+    svc = service_factory([*demo_servers(mcp_server), {"name": "frozen", "url": mcp_server.url, "protocol": "http",
+                                                       "oauth": {}}])
+    svc.login("demo")
+    svc.login("frozen")
+    open_ui(page, svc)
+    expect(badge(page, "frozen")).to_have_text("Authenticated")
+    pid = one_pid(svc, "mcpproxy:frozen")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        page.get_by_test_id("logout-all").click()
+        page.get_by_role("dialog").get_by_test_id("confirm").click()
+        # The service waits 10 s for the frozen actor before it gives up on it.
+        notice = page.get_by_test_id("notice").filter(has_text="Logged out of 1 of 2 servers")
+        expect(notice).to_be_visible(timeout=30_000)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    expect(notice).to_have_attribute("role", "alert")  # an error: it stays until dismissed
+    expect(notice).to_contain_text("1 could not be logged out")
+    expect(notice.get_by_test_id("notice-detail")).to_have_text(
+        ["frozen: no answer to Logout within 10s"])
+    expect(page.get_by_test_id("notice").filter(has_text="Logged out of 2 servers")).to_have_count(0)
+    expect(badge(page)).to_have_text("Logged out", timeout=EVENT_WAIT_MS)
+    shoot_page(page, "logout-all-partial-failure")
 
 
 def test_refresh_events_then_invalid_grant_turns_card_to_auth_error(

@@ -54,6 +54,22 @@ def resolve_api_key(config: Config) -> tuple[str, str]:
     return key, f"{path} (new)"
 
 
+#: Where mcpproxy runs (README "Platforms"). Linux-only calls (prctl: the child subreaper, process names)
+#: are no-ops elsewhere, so macOS starts the same way; Windows has no fork for the actors, so it is refused.
+SUPPORTED_PLATFORMS = ("linux", "darwin")
+
+
+def unsupported_platform(platform: str | None = None) -> str | None:
+    """The sentence `serve` stops with on a platform mcpproxy does not run on; None where it does."""
+    platform = platform or sys.platform
+    if platform.startswith("linux") or platform == "darwin":
+        return None
+    if platform in ("win32", "cygwin"):
+        return ("Windows is not supported: mcpproxy runs on Linux and macOS (its actors are forked processes); "
+                "use WSL 2 on Windows")
+    return None  # other POSIX systems (the BSDs): untested, but nothing there is known to stop it
+
+
 def check_listen(config: Config) -> None:
     if not config.loopback_only and not config.api_key:
         raise ConfigError(

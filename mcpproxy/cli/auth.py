@@ -1,7 +1,9 @@
 """`mcpproxy auth status|login|logout` — the form users of the Go mcpproxy know.
 
 Through the running service when there is one. When none runs, `logout` runs the session core's own
-logout rules here (tombstone, then revocation) and `status` shows the session the store would restore.
+logout rules here (tombstone, then revocation) and `status` shows the session the store would restore;
+so does `logout` of a disabled server, which has no session in the service. `logout --all` covers the
+enabled servers and says what it left of each disabled one.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from typing import Any
 import click
 
 from mcpproxy import session as core
-from mcpproxy.cli.client import ServiceClient, ServiceNotRunning, locate
+from mcpproxy.cli.client import ClientError, ServiceClient, ServiceNotRunning, locate
 from mcpproxy.cli.ctl import (
     DEFAULT_LOGIN_TIMEOUT,
     ClientGroup,
+    Failed,
     fail,
     logout_one,
+    named,
     run_login,
     show_status,
 )
 from mcpproxy.cli.format import status_table
-from mcpproxy.cli.options import config_options
+from mcpproxy.cli.options import config_options, server_option
 from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_path, load_config
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.http import new_session
@@ -71,9 +75,12 @@ def _restored(config: Config, server: ServerConfig, store: TokenStore | None) ->
     return session
 
 
-def standalone_logout(config: Config, name: str) -> str:
+STANDALONE_NOTE = "standalone, the service is not running"
+
+
+def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) -> str:
     """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
-    where = f"Logged out of '{name}' (standalone, the service is not running)"
+    where = f"Logged out of '{name}' ({note})"
     if not store_path(config.data_dir).exists():
         return f"{where}: no token store, nothing to delete."
     server = oauth_server(config, name)
@@ -126,7 +133,7 @@ def auth() -> None:
 
 @auth.command("status")
 @config_options
-@click.option("--server", "name", metavar="NAME", help="Only this server.")
+@server_option("Only this server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the API's status objects unchanged.")
 def status_cmd(config_path: str | None, data_dir: str | None, name: str | None, as_json: bool) -> None:
     """Auth state of every server (or --server NAME)."""
@@ -148,7 +155,7 @@ def status_cmd(config_path: str | None, data_dir: str | None, name: str | None, 
 
 @auth.command("login")
 @config_options
-@click.option("--server", "name", metavar="NAME", required=True, help="The server to log in to.")
+@server_option("The server to log in to.", required=True)
 @click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_LOGIN_TIMEOUT, show_default=True,
               help="Seconds to wait for the login to complete.")
@@ -162,25 +169,94 @@ def login_cmd(config_path: str | None, data_dir: str | None, name: str, no_brows
     run_login(client, name, no_browser=no_browser, timeout=timeout)
 
 
+# ---- logout ----------------------------------------------------------------------------------------
+
+#: The note standalone_logout puts in its sentence; for a disabled server the service may well be running.
+DISABLED_NOTE = "disabled in the configuration, so in the token store directly"
+
+
+def enabled_now(config: Config, client: ServiceClient | None) -> dict[str, bool]:
+    """Which OAuth servers have a session in the service: its own view when it runs (it may not have reloaded
+    an edited config yet), else the config's."""
+    enabled = {s.name: s.enabled for s in config.servers if s.is_oauth}
+    if client is not None:
+        try:
+            running = client.servers().get("servers", [])
+        except ClientError:
+            return enabled
+        enabled.update({s["name"]: bool(s.get("enabled")) for s in running if s.get("name") in enabled})
+    return enabled
+
+
+def logout_enabled(config: Config, client: ServiceClient | None, name: str) -> ServiceClient | None:
+    """Through the running service, else standalone; returns the client for the next server (None once it stopped)."""
+    if client is not None:
+        try:
+            logout_one(client, name)
+            return client
+        except ServiceNotRunning:
+            client = None  # it stopped meanwhile
+    click.echo(standalone_logout(config, name))
+    return client
+
+
+def logout_disabled(config: Config, name: str) -> None:
+    """The service holds no session for a disabled server, so its stored token is cleared in the store itself."""
+    click.echo(standalone_logout(config, name, DISABLED_NOTE))
+
+
+def skipped_disabled(config: Config, name: str) -> str:
+    """What --all did with a disabled server: nothing, and whether a stored token is left behind."""
+    try:
+        held = any(row["oauth_status"] != "none" for row in standalone_status(config, name))
+    except Exception:  # noqa: BLE001 — an unreadable store must not stop the other logouts
+        return (f"Skipped '{name}': it is disabled in the configuration; `mcpproxy auth logout -s {name}` deletes "
+                "its stored token, if any.")
+    if held:
+        return (f"Skipped '{name}': it is disabled in the configuration; its stored token is kept — "
+                f"`mcpproxy auth logout -s {name}` deletes it.")
+    return f"Skipped '{name}': it is disabled in the configuration and holds no stored token."
+
+
+def logout_every_enabled(config: Config, client: ServiceClient | None) -> None:
+    """Every enabled OAuth server, in config order, past any failure; exit 1 only when one of them failed."""
+    enabled = enabled_now(config, client)
+    if not enabled:
+        click.echo("No OAuth servers in the configuration.")
+        return
+    failed: list[str] = []
+    for name, on in enabled.items():
+        if not on:
+            click.echo(skipped_disabled(config, name))
+            continue
+        try:
+            client = logout_enabled(config, client, name)
+        except Failed as e:
+            click.echo(f"mcpproxy: {e.message}", err=True)
+            failed.append(name)
+        except ClientError as e:
+            click.echo(f"mcpproxy: {named(name, e)}", err=True)
+            failed.append(name)
+    if failed:
+        attempted = sum(1 for on in enabled.values() if on)
+        fail(f"{len(failed)} of {attempted} logouts failed: {', '.join(failed)}")
+
+
 @auth.command("logout")
 @config_options
-@click.option("--server", "name", metavar="NAME", help="The server to log out of.")
-@click.option("--all", "all_", is_flag=True, help="Every OAuth server.")
+@server_option("The server to log out of (a disabled one too: its stored token).")
+@click.option("--all", "all_", is_flag=True, help="Every enabled OAuth server (disabled ones are skipped, and said).")
 def logout_cmd(config_path: str | None, data_dir: str | None, name: str | None, all_: bool) -> None:
     """Log out of --server NAME (or --all); works without the service too."""
     if bool(name) == all_:
         raise click.UsageError("give --server NAME or --all (not both)")
     config = load(config_path, data_dir)
-    names = [oauth_server(config, name).name] if name else [s.name for s in config.servers if s.is_oauth]
-    if not names:
-        click.echo("No OAuth servers in the configuration.")
-        return
+    server = oauth_server(config, name) if name else None
     client = running_client(config)
-    for n in names:
-        if client is not None:
-            try:
-                logout_one(client, n)
-                continue
-            except ServiceNotRunning:
-                client = None  # it stopped meanwhile
-        click.echo(standalone_logout(config, n))
+    if server is None:
+        logout_every_enabled(config, client)
+        return
+    if enabled_now(config, client).get(server.name, server.enabled):
+        logout_enabled(config, client, server.name)
+    else:
+        logout_disabled(config, server.name)

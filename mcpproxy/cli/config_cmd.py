@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import click
 
 from mcpproxy.config import ConfigError, default_config_path, load_config
-
-KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers",
-                        "actor_system", "convention_address"})
 
 
 def validate(path: Path) -> tuple[list[str], list[str], str]:
@@ -27,13 +23,7 @@ def validate(path: Path) -> tuple[list[str], list[str], str]:
         check_listen(config)
     except ConfigError as e:
         problems.append(f"{path}: {e}")
-    warnings = []
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        doc = {}
-    for key in sorted(set(doc) - KNOWN_KEYS) if isinstance(doc, dict) else []:
-        warnings.append(f"{path}: {key}: unknown setting, ignored")
+    warnings = list(config.warnings)
     oauth = sum(1 for s in config.servers if s.is_oauth)
     summary = (f"{path}: valid — {len(config.servers)} server(s), {oauth} with OAuth; listen {config.listen}; "
                f"data_dir {config.data_dir}")

@@ -28,6 +28,7 @@ from mcpproxy.cli.client import (
     locate,
 )
 from mcpproxy.cli.format import clean, event_line, relative, status_table
+from mcpproxy.cli.options import server_option
 
 #: `events` reconnects after a drop: backoff from 0.5 s to 10 s, giving up after 2 minutes without the service.
 RECONNECT_FIRST = 0.5
@@ -43,10 +44,14 @@ class Failed(click.ClickException):
 
     exit_code = 1
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        # Named while the command runs: by show() time click has left its context (`mcpproxy auth` is not ctl).
+        ctx = click.get_current_context(silent=True)
+        self.prog = (ctx.find_root().info_name if ctx is not None else None) or "mcpproxy-ctl"
+
     def show(self, file: Any = None) -> None:
-        prog = click.get_current_context(silent=True)
-        name = prog.find_root().info_name if prog is not None else "mcpproxy-ctl"
-        click.echo(f"{name}: {clean(self.message)}", err=True)  # the sentence is often the service's
+        click.echo(f"{self.prog}: {clean(self.message)}", err=True)  # the sentence is often the service's
 
 
 def fail(message: str) -> NoReturn:
@@ -209,17 +214,30 @@ def logout_one(client: ServiceClient, name: str) -> None:
     try:
         data = client.logout(name)
     except ApiFailure as e:
-        fail(named(name, e))
+        fail(named(name, e) + _disabled_hint(client, name, e))
     if data.get("revoked"):
         click.echo(f"Logged out of '{name}': token deleted and revoked at the authorization server.")
     else:
         click.echo(f"Logged out of '{name}': no token held or no revocation endpoint, so nothing to revoke.")
 
 
+def _disabled_hint(client: ServiceClient, name: str, e: ApiFailure) -> str:
+    """The service keeps no session for a disabled server; the local command can still clear its stored token."""
+    if e.status != 409:
+        return ""
+    try:
+        enabled = client.server(name).get("enabled")
+    except ClientError:
+        return ""
+    return f"; `mcpproxy auth logout -s {name}` deletes its stored token" if enabled is False else ""
+
+
 def logout_every(client: ServiceClient) -> None:
+    """POST /api/v1/servers/logout covers the enabled OAuth servers; the disabled ones are named as skipped."""
     data = client.logout_all()
     results = list(data.get("results", []))
-    if not results:
+    skipped = [s["name"] for s in client.servers().get("servers", []) if s.get("is_oauth") and not s.get("enabled")]
+    if not results and not skipped:
         click.echo("No OAuth servers to log out of.")
     for r in results:
         if r.get("success"):
@@ -227,6 +245,9 @@ def logout_every(client: ServiceClient) -> None:
             click.echo(f"Logged out of '{clean(r['server'])}': {what}.")
         else:
             click.echo(f"Could not log out of '{clean(r['server'])}': {clean(r.get('error'))}", err=True)
+    for name in skipped:
+        click.echo(f"Skipped '{clean(name)}': it is disabled in the configuration; `mcpproxy auth logout -s "
+                   f"{clean(name)}` deletes its stored token, if any.")
     if data.get("failed"):
         fail(f"{data['failed']} of {len(results)} logouts failed")
 
@@ -269,7 +290,7 @@ def login(target: Target, name: str, no_browser: bool, timeout: float) -> None:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--all", "all_", is_flag=True, help="Log out of every OAuth server.")
+@click.option("--all", "all_", is_flag=True, help="Log out of every enabled OAuth server.")
 @click.pass_obj
 def logout(target: Target, name: str | None, all_: bool) -> None:
     """Log out of NAME (or --all): delete its token and revoke it. No prompt."""
@@ -295,7 +316,7 @@ def refresh(target: Target, name: str) -> None:
 
 
 @cli.command()
-@click.option("--server", "server", metavar="NAME", help="Only this server's events.")
+@server_option("Only this server's events.", dest="server")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event: {id, event, data}.")
 @click.pass_obj
 def events(target: Target, server: str | None, as_json: bool) -> None:

@@ -30,7 +30,12 @@ def serve(config_path: str | None, data_dir: str | None, listen: str | None, log
     """Run the service: keep tokens fresh, serve the API, the Web UI and the pass-through."""
     from mcpproxy.logs import setup_logging
     from mcpproxy.service import serve as run_service
+    from mcpproxy.service import unsupported_platform
 
+    refused = unsupported_platform()
+    if refused:
+        click.echo(f"mcpproxy: {refused}", err=True)
+        sys.exit(1)
     path = Path(config_path).expanduser() if config_path else default_config_path()
     created = False
     if not path.exists():

@@ -29,8 +29,20 @@ LAUNCHD_LABEL = "dev.mcpproxy"
 PLATFORMS = ("linux", "darwin")
 
 
-def host_platform() -> str:
-    return "darwin" if sys.platform == "darwin" else "linux"
+def host_platform() -> str | None:
+    """The service manager this machine has: systemd on Linux, launchd on macOS; None elsewhere (Windows)."""
+    if sys.platform == "darwin":
+        return "darwin"
+    return "linux" if sys.platform.startswith("linux") else None
+
+
+def target_platform(chosen: str | None) -> str:
+    """--platform, else the host's; a clear refusal on a host with neither systemd nor launchd."""
+    platform = chosen or host_platform()
+    if platform is None:
+        raise click.ClickException(f"no user service for this platform ({sys.platform}): mcpproxy runs as a "
+                                   "systemd user unit on Linux and a launchd agent on macOS (README \"Platforms\")")
+    return platform
 
 
 def executable() -> str:
@@ -154,7 +166,7 @@ def service() -> None:
 @click.option("--dry-run", is_flag=True, help="Print the file instead of writing it.")
 def install(config_path: str | None, data_dir: str | None, platform: str | None, dry_run: bool) -> None:
     """Write the user unit (or agent) and print the commands that enable it."""
-    platform = platform or host_platform()
+    platform = target_platform(platform)
     cfg, dd = _resolve(config_path, data_dir)
     target = unit_path(platform)
     content = render(platform, executable(), cfg, dd)
@@ -180,7 +192,7 @@ def install(config_path: str | None, data_dir: str | None, platform: str | None,
 @click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
 def uninstall(config_path: str | None, data_dir: str | None, platform: str | None, dry_run: bool) -> None:
     """Stop the service and remove its unit (or agent) file. Tokens and config are kept."""
-    platform = platform or host_platform()
+    platform = target_platform(platform)
     target = unit_path(platform)
     stops = stop_commands(platform, target)
     if dry_run:
@@ -208,7 +220,7 @@ def status_cmd(config_path: str | None, data_dir: str | None, platform: str | No
     """Whether the unit is installed, what the service manager says, and whether the service answers."""
     from mcpproxy.cli.client import locate
 
-    platform = platform or host_platform()
+    platform = target_platform(platform)
     target = unit_path(platform)
     installed = target.exists()
     click.echo(f"unit file: {target} ({'installed' if installed else 'not installed'})")

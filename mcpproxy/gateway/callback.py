@@ -8,7 +8,8 @@ import re
 from aiohttp import web
 
 from actors.messages import CompleteLogin, Failure, LoginCompleted
-from mcpproxy.gateway.shared import BRIDGE, LOGINS, clean_text
+from mcpproxy.gateway.shared import BRIDGE, LOGINS
+from mcpproxy.oauth.errors import clean_server_text
 
 EXCHANGE_TIMEOUT = 45.0
 #: RFC 6749 §4.1.2.1: `error` is 1*( %x20-21 / %x23-5B / %x5D-7E ); no real code is longer than this.
@@ -36,7 +37,7 @@ def authorization_error(error: str | None, description: str | None) -> tuple[str
         return None, None
     if not ERROR_CODE.fullmatch(error):
         return "malformed", "its error code has characters RFC 6749 does not allow"
-    return error, clean_text(description, DESCRIPTION_LIMIT) or None if description else None
+    return error, clean_server_text(description, DESCRIPTION_LIMIT) or None if description else None
 
 
 async def handler(request: web.Request) -> web.Response:

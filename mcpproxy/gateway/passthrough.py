@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +29,7 @@ from actors.messages import (
 from mcpproxy import policy
 from mcpproxy.gateway.bridge import ActorUnavailable
 from mcpproxy.gateway.shared import BRIDGE, CONFIG, printable
+from mcpproxy.oauth.challenge import insufficient_scope
 
 log = logging.getLogger("mcpproxy.passthrough")
 
@@ -86,15 +86,6 @@ def rpc_error(status: int, code: int, message: str, server: str, kind: str) -> w
 def login_needed(name: str) -> web.Response:
     return rpc_error(401, LOGIN_NEEDED, f"server '{name}' needs a login: run `mcpproxy-ctl login {name}`",
                      name, "login_required")
-
-
-def insufficient_scopes(challenges: list[str]) -> tuple[str, ...]:
-    """The scopes named by a `Bearer error="insufficient_scope"` challenge (RFC 6750 §3.1), else ()."""
-    for value in challenges:
-        params = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', value))
-        if params.get("error") == "insufficient_scope":
-            return tuple(params.get("scope", "").split())
-    return ()
 
 
 def _pick(headers: Mapping[str, str], allowed: frozenset[str]) -> dict[str, str]:
@@ -193,7 +184,7 @@ async def _proxy(request: web.Request, name: str, url: str, oauth: bool, body: b
                 log.warning("server=%s upstream refused a fresh token too", name)
                 return login_needed(name)
         if token is not None and upstream.status == 403:
-            scopes = insufficient_scopes(upstream.headers.getall("WWW-Authenticate", []))
+            scopes = insufficient_scope(upstream.headers.getall("WWW-Authenticate", []))
             if scopes:
                 await bridge.ask_server(name, ScopeRequired(scopes), ASK_TIMEOUT)
     except (aiohttp.ClientError, TimeoutError) as e:

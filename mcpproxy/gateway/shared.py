@@ -57,10 +57,6 @@ def printable(text: str, limit: int | None = None) -> str:
     return out if limit is None or len(out) <= limit else out[: limit - 1] + "…"
 
 
-def clean_text(text: str, limit: int) -> str:
-    """Text a peer sent, made fit to store and show: control characters out, spaces collapsed, `limit` long."""
-    flat = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _escape(c: str) -> str:

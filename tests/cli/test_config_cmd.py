@@ -64,3 +64,13 @@ def test_top_level_field_errors_and_unknown_keys(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
     code, _, err = _validate(tmp_path / "nope.json")
     assert code == 1 and "no such file" in err
+
+
+def test_the_removed_multi_host_settings_are_named_unknown(tmp_path: Path) -> None:
+    # multiprocTCPBase listened on every interface with pickles; until multi-host is its own feature the
+    # settings are gone, and a config that still has them hears so.
+    path = _write(tmp_path, {"data_dir": str(tmp_path), "actor_system": "multiprocTCPBase",
+                             "convention_address": "10.0.0.1:1900", "mcpServers": []})
+    code, out, err = _validate(path)
+    assert code == 0, (out, err)
+    assert "actor_system: unknown setting, ignored" in err and "convention_address: unknown setting" in err

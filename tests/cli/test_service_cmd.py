@@ -95,3 +95,17 @@ def test_dry_run_prints_and_writes_nothing(home: Path) -> None:
 def test_systemd_words_with_specials_are_quoted() -> None:
     unit = service_cmd.systemd_unit("/opt/my tools/mcpproxy", Path("/cfg/100%.json"))
     assert 'ExecStart="/opt/my tools/mcpproxy" serve --config /cfg/100%%.json' in unit
+
+
+def test_windows_has_no_user_service_but_files_can_still_be_generated(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 14.7: a host without systemd or launchd is told so, instead of getting a systemd unit."""
+    monkeypatch.setattr(service_cmd.sys, "platform", "win32")
+    for args in (["install"], ["uninstall"], ["status"]):
+        code, _out, err = _run(*args)
+        assert code == 1, args
+        assert "no user service for this platform (win32): mcpproxy runs as a systemd user unit on Linux and a " \
+               "launchd agent on macOS" in err, (args, err)
+    assert not (home / ".config").exists()
+    code, out, _ = _run("install", "--dry-run", "--platform", "darwin")
+    assert code == 0 and "<key>RunAtLoad</key>" in out

@@ -21,6 +21,8 @@ export interface Notice {
   kind: 'error' | 'info'
   text: string
   link: { href: string; label: string } | null
+  /** One line each, under the text: e.g. every server whose logout failed, with the backend's reason. */
+  details: string[]
 }
 
 interface State {
@@ -360,8 +362,18 @@ export async function logoutAll(): Promise<void> {
   try {
     const data = await api.logoutAll()
     await refreshAll()
-    const count = data.results.length
-    notify('info', `Logged out of ${count} server${count === 1 ? '' : 's'}.`)
+    const failed = data.results.filter((result) => result.success !== true)
+    const done = data.results.length - failed.length
+    if (failed.length === 0) {
+      notify('info', `Logged out of ${done} server${done === 1 ? '' : 's'}.`)
+    } else {
+      notify(
+        'error',
+        `Logged out of ${done} of ${data.results.length} servers; ${failed.length} could not be logged out:`,
+        null,
+        failed.map((result) => `${result.server}: ${result.error || 'the service gave no reason'}`),
+      )
+    }
   } catch (error) {
     fail(error)
   } finally {
@@ -384,10 +396,15 @@ export async function refresh(name: string): Promise<void> {
 
 // ---- notices -----------------------------------------------------------------------
 
-export function notify(kind: Notice['kind'], text: string, link: Notice['link'] = null): void {
+export function notify(
+  kind: Notice['kind'],
+  text: string,
+  link: Notice['link'] = null,
+  details: string[] = [],
+): void {
   noticeSeq += 1
   const id = noticeSeq
-  state.notices.push({ id, kind, text, link })
+  state.notices.push({ id, kind, text, link, details })
   if (state.notices.length > MAX_NOTICES) state.notices.splice(0, state.notices.length - MAX_NOTICES)
   if (kind === 'info') window.setTimeout(() => dismiss(id), INFO_NOTICE_MS)
 }

@@ -1,4 +1,4 @@
-// Shapes of the REST and SSE contract (DESIGN.md §2 "Status", §3 "REST", "SSE").
+// Shapes of the REST and SSE contract (docs/architecture.md "Status object", "REST contract", "Events").
 
 export type OAuthStatus = 'none' | 'authenticated' | 'expired' | 'error'
 export type RefreshState = 'idle' | 'scheduled' | 'refreshing' | 'retrying' | 'failed'
@@ -51,8 +51,19 @@ export interface LogoutData {
   revoked: boolean
 }
 
+/** One server's part of `POST /api/v1/servers/logout`: `error` is the backend's sentence when it failed. */
+export interface LogoutAllResult {
+  server: string
+  action: 'logout'
+  success: boolean
+  revoked?: boolean
+  error?: string
+}
+
 export interface LogoutAllData {
-  results: LogoutData[]
+  results: LogoutAllResult[]
+  count: number
+  failed: number
 }
 
 export interface RefreshData {
