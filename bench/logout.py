@@ -117,5 +117,5 @@ def table(runs: list[LogoutRun]) -> Table:
         t.notes.append(WHEN_MISSED)
     t.notes.append(f"'refresh hanging': the test AS holds refresh requests {HANG_SECONDS:g} s before a 504; each "
                    "logout is sent once the AS holds that server's refresh. Logout answers before it revokes "
-                   "(DESIGN §2), so the hang cannot delay it. Timed at the client over one keep-alive connection.")
+                   "(docs/architecture.md, 'Session core'), so the hang cannot delay it. Timed at the client over one keep-alive connection.")
     return t

@@ -17,7 +17,7 @@ from bench.stats import Table, mb
 
 TARGET = 5 * 2**20
 WHEN_MISSED = (
-    "Where the memory goes: each server is a TokenActor in its own forked process (DESIGN §1), and its PSS is "
+    "Where the memory goes: each server is a TokenActor in its own forked process (docs/architecture.md, 'Processes'), and its PSS is "
     "almost all private pages. /proc/<pid>/smaps of an idle TokenActor (measured during this benchmark): ~4.9 MB "
     "private dirty anonymous memory (pymalloc arenas), ~1.6 MB private [heap], ~0.7 MB of libpython's data "
     "pages — ~7 MB USS of ~9 MB PSS; the shared code and the gc.freeze()-d heap cost each actor only a "

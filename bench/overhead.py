@@ -27,7 +27,7 @@ WHEN_MISSED = (
     "MCP server's sockets lacked TCP_NODELAY (a ~40 ms delayed-ACK stall per call) and the relay closed "
     "every upstream connection instead of returning it to the pool (~45 ms → ~5 ms). What would reach 2 "
     "ms: let the gateway keep the token until shortly before it expires, invalidated by the "
-    "token_refreshed/logout events it already receives — DESIGN §3 forbids caching beyond one request "
+    "token_refreshed/logout events it already receives — the brief allowed no caching beyond one request "
     "today, so that is a contract decision, not a bug fix."
 )
 

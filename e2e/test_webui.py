@@ -291,6 +291,24 @@ def test_refresh_events_then_invalid_grant_turns_card_to_auth_error(
     shoot_badge(page, "auth-error")
 
 
+def test_an_outage_shows_since_when_how_often_and_when_next(
+        page: Page, service: ServiceHandle, auth_server: OAuthServerHandle) -> None:
+    # Issue 14, item 5: the card says "retrying since HH:MM, N attempts, next in Ns" during a failing
+    # streak, and the events panel tells the streak in the UI's words after the 3rd attempt.
+    open_ui(page, service)
+    service.login("demo")
+    expect(event_rows(page, "oauth.token_refreshed").first).to_be_visible(timeout=EVENT_WAIT_MS)
+    auth_server.set_fault("503")
+    expect(card(page).get_by_test_id("next-refresh")).to_have_text(
+        re.compile(r"^retrying since \d\d:\d\d( [AP]M)?, [3-9] attempts, next in \d+s$"), timeout=3 * EVENT_WAIT_MS)
+    row = event_rows(page, "oauth.refresh_failed").first
+    expect(row).to_be_visible(timeout=EVENT_WAIT_MS)
+    expect(row).to_contain_text("still retrying")
+    shoot_badge(page, "retrying")
+    auth_server.clear_fault()
+    expect(card(page).get_by_test_id("next-refresh")).not_to_contain_text("retrying", timeout=6 * EVENT_WAIT_MS)
+
+
 def test_small_screen_has_no_horizontal_scroll_and_dark_mode_renders(
         page: Page, service: ServiceHandle, auth_server: OAuthServerHandle) -> None:
     auth_server.set_config(access_ttl=LONG_TTL)

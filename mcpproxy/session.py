@@ -25,7 +25,7 @@ from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.registration import ClientRegistration
 from mcpproxy.oauth.tokens import TokenResponse
 from mcpproxy.record import Problem, TokenRecord
-from mcpproxy.status import Runtime, build_status, login_due_at
+from mcpproxy.status import Runtime, build_status, iso, login_due_at
 from mcpproxy.work import Discover, Exchange, Op, Probe, Probed, Refresh, Register, Revoke
 
 LOGIN_TTL = 600.0  # a login link is good for 10 minutes (docs/architecture.md "REST contract")
@@ -317,6 +317,7 @@ class Session:
     discovery: Discovery | None = None
     client: dict[str, Any] | None = field(default=None, repr=False)  # the client a login is being prepared with
     last_published: dict[str, Any] | None = None
+    streak_told: tuple[str, ...] = ()  # what of the current failing streak was announced: "attempts", "expired"
 
     @property
     def name(self) -> str:
@@ -407,6 +408,11 @@ class _Step:
         s = self.s
         self.start_due_refresh()
         self.rt(next_refresh_at=self.next_refresh_at())
+        rec = s.token
+        if (s.rt.refresh_state == "retrying" and rec is not None and rec.expires_at is not None
+                and self.now >= rec.expires_at and "expired" not in s.streak_told and s.rt.last_error is not None):
+            s.streak_told += ("expired",)
+            events = (*events, ("oauth.refresh_failed", self.streak_payload(s.rt.last_error)))
         for name, payload in events:
             self.emit(name, payload)
         status = s.status(self.now)
@@ -414,6 +420,14 @@ class _Step:
             s.last_published = status
             self.emit("servers.changed", {**status, "reason": reason})
         self.schedule()
+
+    def streak_payload(self, problem: Problem) -> dict[str, Any]:
+        """oauth.refresh_failed while still retrying (docs/architecture.md "Refresh policy")."""
+        s = self.s
+        return {"server_name": s.name, "error": problem.as_dict(), "action": None, "will_retry": True,
+                "attempts": s.rt.retry_count, "retrying_since": iso(s.rt.retrying_since),
+                "next_retry_at": iso(s.retry_at),
+                "expired": s.token is not None and s.token.expires_at is not None and self.now >= s.token.expires_at}
 
     def due_at(self) -> float | None:
         s = self.s
@@ -521,8 +535,9 @@ class _Step:
         )
         s.protocol_attempts = 0
         s.retry_at = None
+        s.streak_told = ()
         if not s.rt.failed:  # failed meanwhile (the upstream refused a fresh token): the rotation is kept, the verdict too
-            self.rt(retry_count=0, last_error=None, refresh_state="scheduled")
+            self.rt(retry_count=0, last_error=None, refresh_state="scheduled", retrying_since=None)
         self.persist(rec)
         self.log("info", f"token refreshed; expires in {_fmt_in(rec.expires_at, now)}")
         waiters, s.waiters = s.waiters, []
@@ -543,18 +558,23 @@ class _Step:
         if s.rt.failed:
             pass  # already failed for good while this refresh was out (the upstream refused a fresh token)
         elif policy.gives_up(err.kind, s.protocol_attempts):
-            self.rt(failed=True, refresh_state="failed")
+            self.rt(failed=True, refresh_state="failed", retrying_since=None)
             s.retry_at = None
             self.persist(s.token)
             self.log("warning", f"refresh failed for good ({err.kind}): {err.message}")
             events = (("oauth.refresh_failed", {"server_name": s.name, "error": problem.as_dict(),
-                                                "action": "login"}),)
+                                                "action": "login", "will_retry": False}),)
         else:
             delay = policy.backoff_delay(s.rt.retry_count, err.retry_after, jitter)
-            self.rt(retry_count=s.rt.retry_count + 1, refresh_state="retrying")
+            since = s.rt.retrying_since if s.rt.retrying_since is not None else self.now
+            self.rt(retry_count=s.rt.retry_count + 1, refresh_state="retrying", retrying_since=since)
             s.retry_at = self.now + delay
             self.log("warning", f"refresh failed ({err.kind}): {err.message}; retry {s.rt.retry_count} "
                                 f"in {delay:.1f}s")
+            if s.rt.retry_count >= policy.STREAK_TOLD_AFTER and "attempts" not in s.streak_told:
+                # A failing streak is told once, not silently retried until the token has expired.
+                s.streak_told += ("attempts",)
+                events = (("oauth.refresh_failed", self.streak_payload(problem)),)
         self.evaluate("refresh_failed" if s.rt.failed else "refresh_retrying", events)
         for asker, want in waiters:
             if want == "token" and s.valid_token(self.now) is not None:
@@ -655,6 +675,7 @@ class _Step:
             url=s.server.url, logged_in_at=now)
         s.rt = Runtime()
         s.protocol_attempts = 0
+        s.streak_told = ()
         self.persist(rec)
         self.log("info", f"logged in; token expires in {_fmt_in(rec.expires_at, now)}")
         self.evaluate("login_completed", (("oauth.login_completed", {"server_name": s.name}),))
@@ -900,6 +921,7 @@ def _logout_wanted(t: _Step, ev: LogoutWanted) -> None:
     waiters, s.waiters = s.waiters, []
     # Scopes a server asked for stay wanted: the next login requests them.
     s.rt = Runtime(user_logged_out=True, connected=None, missing_scopes=s.rt.missing_scopes)
+    s.streak_told = ()
     t.persist(None)
     will_revoke = bool(old and old.revocation_endpoint)
     t.log("info", f"logged out ({ev.reason})")

@@ -26,6 +26,7 @@ class Runtime:
     refresh_state: str = "idle"
     retry_count: int = 0
     last_error: Problem | None = None
+    retrying_since: float | None = None  # when the current failing streak began
     failed: bool = False
     user_logged_out: bool = False
     next_refresh_at: float | None = None
@@ -77,6 +78,7 @@ def build_status(server: ServerConfig, record: TokenRecord | None, rt: Runtime, 
         "last_refresh_at": iso(record.last_refresh_at) if record else None,
         "refresh_count": record.refresh_count if record else 0,
         "retry_count": rt.retry_count,
+        "retrying_since": iso(rt.retrying_since),
         "last_error": rt.last_error.as_dict() if rt.last_error else None,
         "action": "login" if needs_login(record, rt, now, threshold) else None,
         "user_logged_out": rt.user_logged_out,
@@ -103,6 +105,7 @@ def static_status(server: ServerConfig) -> dict[str, Any]:
         "last_refresh_at": None,
         "refresh_count": 0,
         "retry_count": 0,
+        "retrying_since": None,
         "last_error": None,
         "action": None,
         "user_logged_out": False,

@@ -102,6 +102,14 @@ class SSEReader:
             return [e for e in self.events if e.event == name and (
                 server is None or e.data["payload"].get("server_name", e.data["payload"].get("name")) == server)]
 
+    def failed_for_good(self, server: str) -> list[SSEEvent]:
+        """oauth.refresh_failed events that gave up (`will_retry: false`), not a failing streak's notices."""
+        return [e for e in self.named("oauth.refresh_failed", server) if e.data["payload"].get("will_retry") is False]
+
+    def streak_told(self, server: str) -> list[SSEEvent]:
+        """oauth.refresh_failed notices of a failing streak that is still retried (`will_retry: true`)."""
+        return [e for e in self.named("oauth.refresh_failed", server) if e.data["payload"].get("will_retry") is True]
+
     def close(self) -> None:
         """Ends the stream now (a plain close would wait for the next byte, up to a 15 s ping)."""
         conn = getattr(self._resp.raw, "_connection", None)

@@ -100,7 +100,7 @@ class ServiceClient:
             return False
         return True
 
-    # ---- the REST API (DESIGN §3) ---------------------------------------------------------------
+    # ---- the REST API (docs/architecture.md "REST contract") ---------------------------------------
 
     def servers(self) -> dict[str, Any]:
         return dict(self.request("GET", "/api/v1/servers"))

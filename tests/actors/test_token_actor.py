@@ -1,4 +1,4 @@
-"""The TokenActor's behaviour (DESIGN §2), through the real service, real actors, real HTTP and LMDB."""
+"""The TokenActor's behaviour (docs/architecture.md "Session core"), through the real service, real actors, real HTTP and LMDB."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_invalid_grant_fails_once_and_never_loops(service, auth_server):
         assert auth_server.counters()["grants"]["refresh_token"] == attempts
         time.sleep(0.25)
     failed = events.named("oauth.refresh_failed", "demo")
-    assert len(failed) == 1
+    assert len(failed) == 1 and failed[0].data["payload"]["will_retry"] is False
     assert failed[0].data["payload"]["error"]["kind"] == "invalid_grant"
     assert failed[0].data["payload"]["action"] == "login"
     assert service.api("POST", "/api/v1/servers/demo/refresh").status_code == 409

@@ -129,12 +129,13 @@ def test_as_gone_backs_off_then_asks_for_one_login_when_it_forgot_us(service_fac
         st = wait_all(svc, NAMES, lambda s: s["refresh_state"] == "failed", 40, "a permanent failure")
         for n in NAMES:
             assert st[n]["action"] == "login" and st[n]["last_error"]["kind"] in ("invalid_grant", "invalid_client")
-        wait_until(lambda: all(events.named("oauth.refresh_failed", n) for n in NAMES), 5, "refresh_failed events")
+        wait_until(lambda: all(events.failed_for_good(n) for n in NAMES), 5, "refresh_failed events")
         tries = again.counters()["grants"]["refresh_token"]
         hold(3.0)
         assert again.counters()["grants"]["refresh_token"] == tries, "retried after a permanent failure"
         for n in NAMES:
-            assert len(events.named("oauth.refresh_failed", n)) == 1
+            assert len(events.failed_for_good(n)) == 1
+            assert len(events.streak_told(n)) <= 2, "the outage was told more than twice"
 
 
 @pytest.mark.timeout(120)
@@ -161,5 +162,5 @@ def test_as_frozen_past_the_read_timeout_costs_a_login(service_factory, mcp_serv
         assert st[n]["action"] == "login" and st[n]["last_error"]["kind"] == "invalid_grant", st[n]
         assert [e["result"] for e in refreshes_at_as(auth_server.counters(), n, since=stopped)] == \
             ["ok", "invalid_grant"]
-    wait_until(lambda: all(len(events.named("oauth.refresh_failed", n)) == 1 for n in names), 5, "one event each")
+    wait_until(lambda: all(len(events.failed_for_good(n)) == 1 for n in names), 5, "one event each")
     figure("AS frozen past the read timeout: network error after, s", f"{timed_out:.1f}")

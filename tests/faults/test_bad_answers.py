@@ -30,7 +30,7 @@ def attempts_stay(auth_server, before: int, seconds: float) -> None:
 
 
 def one_failure_event(events: SSEReader, name: str, kind: str) -> None:
-    failed = events.named("oauth.refresh_failed", name)
+    failed = events.failed_for_good(name)
     assert len(failed) == 1, [e.data for e in failed]
     payload = failed[0].data["payload"]
     assert payload["action"] == "login" and payload["error"]["kind"] == kind, payload
@@ -51,7 +51,7 @@ def test_lost_answer_fails_once_with_a_sentence_and_never_loops(service_factory,
     issued = auth_server.issued()
     assert_sentence(st["last_error"]["message"], issued["refresh_tokens"] + issued["access_tokens"])
     attempts_stay(auth_server, auth_server.counters()["grants"]["refresh_token"], 3.0)
-    wait_until(lambda: events.named("oauth.refresh_failed", "lost"), 5, "oauth.refresh_failed")
+    wait_until(lambda: events.failed_for_good("lost"), 5, "oauth.refresh_failed")
     one_failure_event(events, "lost", "invalid_grant")
     figure("lost answer: attempts after the lost one", len(results) - 1)
     figure("lost answer: last_error", st["last_error"]["message"])
@@ -67,7 +67,7 @@ def test_invalid_client_fails_at_once(service_factory, mcp_server, auth_server):
     assert (st["oauth_status"], st["action"], st["last_error"]["kind"]) == ("error", "login", "invalid_client")
     attempts_stay(auth_server, auth_server.counters()["grants"]["refresh_token"], 3.0)
     assert [e["result"] for e in refreshes_at_as(auth_server.counters(), "cli", since=since)] == ["invalid_client"]
-    wait_until(lambda: events.named("oauth.refresh_failed", "cli"), 5, "oauth.refresh_failed")
+    wait_until(lambda: events.failed_for_good("cli"), 5, "oauth.refresh_failed")
     one_failure_event(events, "cli", "invalid_client")
     assert svc.api("POST", "/api/v1/servers/cli/refresh").status_code == 409
 
@@ -110,7 +110,7 @@ def test_endless_garbage_is_given_up_after_a_few_attempts(service_factory, mcp_s
     assert (st["oauth_status"], st["action"], st["last_error"]["kind"]) == ("error", "login", "protocol")
     tries = len(refreshes_at_as(auth_server.counters(), "junk", since=since))
     attempts_stay(auth_server, auth_server.counters()["grants"]["refresh_token"], 3.0)
-    wait_until(lambda: events.named("oauth.refresh_failed", "junk"), 5, "oauth.refresh_failed")
+    wait_until(lambda: events.failed_for_good("junk"), 5, "oauth.refresh_failed")
     one_failure_event(events, "junk", "protocol")
     assert tries == 5, tries
     figure("endless malformed answers: attempts before giving up", tries)

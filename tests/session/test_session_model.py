@@ -63,6 +63,7 @@ class SessionModel(RuleBasedStateMachine):
         self.client_spent: set[str] = set()  # refresh tokens the session was told are replaced or revoked
         self.counter = 0
         self.failed_for_good = False  # a permanent failure happened and no login since
+        self.streak_events = 0  # oauth.refresh_failed with will_retry since the last success
         self.s = core.new_session(SERVER, threshold, REDIRECT)
         self.feed(core.Loaded(None))
 
@@ -120,9 +121,14 @@ class SessionModel(RuleBasedStateMachine):
                 case core.Emit("oauth.token_refreshed" | "oauth.login_completed", _):
                     # Announced only after the persist effect that holds it.
                     assert persisted is not None and persisted.has_token
+                case core.Emit("oauth.refresh_failed", payload) if payload["will_retry"]:
+                    # A failing streak is told after the 3rd attempt, and once more when the token expires.
+                    assert payload["attempts"] >= policy.STREAK_TOLD_AFTER or payload["expired"], payload
+                    self.streak_events += 1
+                    assert self.streak_events <= 2, "a failing streak told more than twice"
                 case core.Emit("oauth.refresh_failed", payload):
                     refresh_failed += 1
-                    assert payload["action"] == "login"
+                    assert payload["action"] == "login" and payload["will_retry"] is False
                 case core.Emit(_, payload):
                     assert not _has_secret(payload, before, persisted), payload
                 case core.SendWork(_, _, Refresh() as op):
@@ -134,6 +140,9 @@ class SessionModel(RuleBasedStateMachine):
                     # At most one refresh in flight.
                     assert not refreshing, f"a second refresh while {refreshing} is in flight"
                     self.check_refresh_point(event, before)
+        if any(isinstance(e, core.Emit) and e.name in ("oauth.token_refreshed", "oauth.login_completed",
+                                                       "oauth.logout") for e in effects):
+            self.streak_events = 0
         assert refresh_failed <= 1
         if refresh_failed:
             self.failed_for_good = True
@@ -335,6 +344,7 @@ class SessionModel(RuleBasedStateMachine):
         """The actor's process dies: what it had in flight is gone; it comes back from the store."""
         self.work.clear()
         self.timers.clear()
+        self.streak_events = 0
         self.s = core.new_session(SERVER, self.threshold, REDIRECT)
         self.feed(core.Loaded(self.stored, reason="actor_restarted"))
 

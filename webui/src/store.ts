@@ -225,6 +225,10 @@ function describe(name: EventName, payload: Record<string, unknown>): string {
     case 'oauth.refresh_failed': {
       const error = payload.error as ErrorInfo | null | undefined
       const message = error?.message ?? 'refresh failed'
+      if (payload.will_retry === true) {
+        const attempts = typeof payload.attempts === 'number' ? `${payload.attempts} attempts` : 'failing'
+        return `refresh failing (${attempts}), still retrying: ${message}`
+      }
       return payload.action === 'login' ? `${message} — log in again` : message
     }
     case 'oauth.logout': {

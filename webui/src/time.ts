@@ -33,7 +33,13 @@ const clockFormat = new Intl.DateTimeFormat(undefined, {
   minute: '2-digit',
   second: '2-digit',
 })
+const minuteFormat = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit' })
 const fullFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium', timeStyle: 'medium' })
+
+/** Local wall-clock time to the minute, "14:03". */
+export function formatMinute(ms: number): string {
+  return minuteFormat.format(ms)
+}
 
 /** Local wall-clock time, "14:03:27". */
 export function formatClock(ms: number): string {

@@ -22,6 +22,7 @@ export interface ServerStatus {
   last_refresh_at: string | null
   refresh_count: number
   retry_count: number
+  retrying_since: string | null
   last_error: ErrorInfo | null
   action: 'login' | null
   user_logged_out: boolean
