@@ -195,3 +195,30 @@ def test_the_cli_prints_no_escape_the_service_sends(hostile_service: HostileServ
         proc.wait(10)
         reader.join(5)
     _assert_clean("".join(lines), "mcpproxy-ctl events")
+
+
+@pytest.mark.parametrize("fault", ["malformed_crlf_token", "malformed_huge_token", "oversized_answer"])
+def test_a_hostile_token_answer_is_refused_and_the_old_token_kept(service: ServiceHandle, auth_server: Any,
+                                                                  fault: str) -> None:
+    # Issue 16, item 4 (the OAuth half), through the real service: a CR/LF access token (which made every
+    # pass-through call a 500), a 20 KiB one (which was stored and sent on every call) and a 2 MiB answer.
+    service.login("demo")
+    held = service.wait_status("demo", lambda s: s["refresh_count"] >= 1, 10, "a first refresh")
+    events = service.events()
+    auth_server.set_fault(fault)
+    st = service.wait_status("demo", lambda s: (s["last_error"] or {}).get("kind") == "protocol", 15,
+                             f"the {fault} answer refused")
+    assert st["refresh_count"] == held["refresh_count"] and st["refresh_state"] in ("retrying", "refreshing"), st
+    assert len(st["last_error"]["message"]) <= 300, st["last_error"]
+    auth_server.clear_fault()
+    st = service.wait_status("demo", lambda s: s["refresh_count"] > held["refresh_count"] and not s["last_error"],
+                             30, "a good refresh after the fault")
+    assert st["oauth_status"] == "authenticated", st
+    r = requests.post(f"{service.base_url}/mcp/demo", timeout=30,
+                      json={"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                            "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                                       "clientInfo": {"name": "t", "version": "0"}}},
+                      headers={"Accept": "application/json, text/event-stream"})
+    assert r.status_code == 200, r.text[:300]
+    assert not events.failed_for_good("demo"), "a hostile answer cost the session"
+    assert "X-Injected" not in service.logs()
