@@ -36,8 +36,9 @@ unit: install
 e2e: install chromium
 	$(PYTEST) e2e
 
+# Three workers: most tests wait on real timers and servers, so they overlap well on two cores.
 test: install chromium lint
-	$(PYTEST) tests e2e
+	$(PYTEST) -n 3 tests e2e
 
 fuzz: install
 	$(PYTEST) tests/security/test_fuzz.py

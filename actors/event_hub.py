@@ -85,6 +85,5 @@ class EventHub(GuardedActor):
             "lateness_buckets": list(zip((*LATENESS_BUCKETS, float("inf")), self.lateness_buckets, strict=True)),
             "lateness_sum": self.lateness_sum,
             "lateness_count": self.lateness_count,
-            "events_total": self.next_id,
         }
         self.send(sender, Snapshot(dict(self.statuses), events, self.next_id, metrics))

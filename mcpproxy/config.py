@@ -6,7 +6,6 @@ A broken file (not JSON, wrong top-level types) raises ConfigError naming the fi
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -15,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from mcpproxy.loopback import is_loopback_host
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 DEFAULT_DATA_DIR = "~/.mcpproxy"
@@ -88,19 +89,10 @@ class Config:
 
     @property
     def loopback_only(self) -> bool:
-        return is_loopback(self.listen_host)
+        return is_loopback_host(self.listen_host)
 
     def server(self, name: str) -> ServerConfig | None:
         return next((s for s in self.servers if s.name == name), None)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def default_config_path() -> Path:
@@ -262,7 +254,7 @@ def _parse_server(entry: Any, at: str) -> ServerConfig:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{at}.url: expected an http:// or https:// URL, got {url!r}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
         raise ConfigError(f"{at}.url: plain http:// is only allowed for loopback hosts; use https://")
 
     oauth: OAuthSettings | None

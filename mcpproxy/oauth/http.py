@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import http.client
-import ipaddress
 import json
 import logging
 import re
@@ -19,6 +18,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from mcpproxy import __version__
+from mcpproxy.loopback import is_loopback_host
 from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
 
 # requests-oauthlib and oauthlib log tokens at DEBUG (docs/architecture.md "Processes"); the
@@ -61,22 +61,6 @@ def session_scope(session: requests.Session | None) -> Iterator[requests.Session
         yield own
     finally:
         own.close()
-
-
-def is_loopback_host(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 (also bracketed or IPv4-mapped) and "localhost"."""
-    host = host.strip().rstrip(".").lower()
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if host == "localhost":
-        return True
-    try:
-        addr = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return addr.is_loopback
 
 
 def safe_url(url: str) -> str:
