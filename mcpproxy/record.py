@@ -78,13 +78,7 @@ class TokenRecord:
 
     @classmethod
     def decode(cls, raw: bytes, what: str = "token record") -> TokenRecord:
-        try:
-            doc = msgpack.unpackb(raw, raw=False)
-        except Exception:
-            raise RecordError(f"the {what} is unreadable") from None
-        if not isinstance(doc, dict):
-            raise RecordError(f"the {what} is not a record")
-        return cls.from_dict(doc, what)
+        return cls.from_dict(decode_map(raw, what), what)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any], what: str = "token record") -> TokenRecord:
@@ -104,6 +98,17 @@ class TokenRecord:
 
     def but(self, **changes: Any) -> TokenRecord:
         return replace(self, **changes)
+
+
+def decode_map(raw: bytes, what: str) -> dict[str, Any]:
+    """A msgpack map as the store writes it; RecordError names `what` when it is not one."""
+    try:
+        doc = msgpack.unpackb(raw, raw=False)
+    except Exception:
+        raise RecordError(f"the {what} is unreadable") from None
+    if not isinstance(doc, dict):
+        raise RecordError(f"the {what} is not a record")
+    return doc
 
 
 _STR = ("access_token", "refresh_token", "token_type", "issuer", "token_endpoint", "revocation_endpoint",

@@ -15,7 +15,7 @@ from typing import Any
 import lmdb
 import msgpack
 
-from mcpproxy.record import RecordError, TokenRecord
+from mcpproxy.record import RecordError, TokenRecord, decode_map
 
 log = logging.getLogger("mcpproxy.store")
 
@@ -114,7 +114,7 @@ class TokenStore:
         if raw is None:
             return None
         try:
-            return _decode(raw, f"client registration for {issuer}")
+            return decode_map(raw, f"client registration for {issuer}")
         except RecordError:
             return None  # registering again is cheap and harmless
 
@@ -124,16 +124,6 @@ class TokenStore:
 
     def close(self) -> None:
         self.env.close()
-
-
-def _decode(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = msgpack.unpackb(raw, raw=False)
-    except Exception:
-        raise RecordError(f"the {what} is unreadable") from None
-    if not isinstance(value, dict):
-        raise RecordError(f"the {what} is not a record")
-    return value
 
 
 def open_or_set_aside(data_dir: Path) -> tuple[TokenStore, str | None]:
