@@ -271,6 +271,19 @@ class SessionModel(RuleBasedStateMachine):
         revoked = {t for e in effects if isinstance(e, core.SendWork) and isinstance(e.op, Revoke) for t, _ in e.op.tokens}
         assert result.access_token in revoked, "a cancelled token was not revoked"
 
+    @rule(attempts=st.integers(1, 6), kind=st.sampled_from(["network", "server"]), jitter=st.floats(0, 1))
+    def outage(self, attempts: int, kind: str, jitter: float) -> None:
+        """A long failing streak: every refresh attempt fails while time passes past each backoff."""
+        for _ in range(attempts):
+            if not any(isinstance(w.op, Refresh) for w in self.work.values()):
+                self.time_passes(policy.BACKOFF_CAP + 1.0)
+            w = next((w for w in self.work.values() if isinstance(w.op, Refresh)), None)
+            if w is None:
+                return
+            self.work.pop(w.request_id)
+            self.feed(core.WorkFinished(w.request_id, w.generation, OAuthError(kind, "down"),  # type: ignore[arg-type]
+                                        self.now, jitter))
+
     @precondition(lambda self: any(isinstance(w.op, (Probe, Revoke)) for w in self.work.values()))
     @rule(ok=st.booleans())
     def side_work_answered(self, ok: bool) -> None:
