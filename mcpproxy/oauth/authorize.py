@@ -5,7 +5,6 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from oauthlib.oauth2 import WebApplicationClient
-from requests_oauthlib import OAuth2Session
 
 from mcpproxy.oauth.discovery import AuthServerMetadata
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
@@ -59,15 +58,14 @@ def authorization_url(
     # oauthlib accepts only an "https://" prefix unless OAUTHLIB_INSECURE_TRANSPORT is set for the
     # whole process; require_secure above has already allowed plain http for loopback hosts only.
     base = urlunsplit(("https", parts.netloc, parts.path, urlencode(query), ""))
-    # Our own verifier and state (the session core holds them), so requests-oauthlib's pkce= is not used.
-    with OAuth2Session(client=WebApplicationClient(client_id), redirect_uri=redirect_uri,
-                       scope=None if "scope" in ours else list(scopes) or None) as oauth:
-        built, _ = oauth.authorization_url(
-            base,
-            state=state,
-            code_challenge=code_challenge,  # RFC 7636 §4.3
-            code_challenge_method="S256",
-        )
+    built = WebApplicationClient(client_id).prepare_request_uri(
+        base,
+        redirect_uri=redirect_uri,
+        scope=None if "scope" in ours else list(scopes) or None,
+        state=state,
+        code_challenge=code_challenge,  # RFC 7636 §4.3
+        code_challenge_method="S256",
+    )
     # RFC 3986 percent-encoding ("%20", not the form-style "+" oauthlib writes) reads the same everywhere.
     params = parse_qsl(urlsplit(built).query, keep_blank_values=True)
     return urlunsplit(
