@@ -24,6 +24,7 @@ from oauthlib.oauth2.rfc6749.tokens import OAuth2Token
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from mcpproxy.oauth.errors import OAuthError
+from mcpproxy.oauth.registration import client_unknown
 from mcpproxy.oauth.http import (
     basic_auth,
     error_fields,
@@ -137,7 +138,7 @@ def parse_token_response(resp: requests.Response, *, what: str) -> TokenResponse
 def _parse(resp: requests.Response, what: str, rejected: str | None) -> TokenResponse:
     status = resp.status_code
     if not 200 <= status < 300:
-        raise error_from_response(resp, what, invalid_grant_message=rejected)
+        raise client_unknown(resp, what) or error_from_response(resp, what, invalid_grant_message=rejected)
     doc = json_object(resp)
     if doc is None:
         raise OAuthError("protocol", f"{what}: the answer (HTTP {status}) is not a JSON object")
