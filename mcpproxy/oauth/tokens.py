@@ -24,7 +24,6 @@ from oauthlib.oauth2.rfc6749.tokens import OAuth2Token
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from mcpproxy.oauth.errors import OAuthError
-from mcpproxy.oauth.registration import client_unknown
 from mcpproxy.oauth.http import (
     basic_auth,
     error_fields,
@@ -36,6 +35,7 @@ from mcpproxy.oauth.http import (
     safe_url,
     session_scope,
 )
+from mcpproxy.oauth.registration import client_unknown
 
 #: Longer than any real token lifetime: an expires_in beyond it is a broken answer.
 MAX_EXPIRES_IN = 10 * 365 * 86400
