@@ -535,6 +535,7 @@ class _Step:
         s.rt = Runtime()
         s.protocol_attempts = 0
         s.streak_told = ()
+        s.client_doubts = 0
         self.persist(rec)
         self.log("info", f"logged in; token expires in {_fmt_in(rec.expires_at, now)}")
         self.evaluate("login_completed", (("oauth.login_completed", {"server_name": s.name}),))
