@@ -170,6 +170,18 @@ def test_forgotten_client_reregisters_supabase(
     no_secret_in_logs(svc, auth_server)
 
 
+def test_forgotten_client_invalid_client_after_restart(
+        service_factory: ServiceFactory, auth_server: OAuthServerHandle, mcp_factory: MCPFactory) -> None:
+    """The spec-exact way to say it: 401 `invalid_client` from a server that lost its clients in a restart."""
+    mcp = mcp_factory()
+    svc = service_factory([{"name": "restarted", "url": mcp.url, "oauth": {}}])
+    login_refresh_call(svc, "restarted")
+    auth_server.forget_clients()
+    forgotten_on_refresh(svc, "restarted", "invalid_client")
+    login_refresh_call(svc, "restarted")
+    assert auth_server.counters()["registrations"] == 2
+
+
 def test_forgotten_client_seen_only_by_the_browser_supabase(
         service_factory: ServiceFactory, auth_server: OAuthServerHandle, mcp_factory: MCPFactory) -> None:
     """Forgotten while no refresh could tell: the person sees Supabase's 422 page; the next login registers afresh."""
@@ -377,3 +389,17 @@ def test_fixed_redirect_uri_slack(
     refreshes_then_tool(svc, "slack", 2)
     assert auth_server.counters()["registrations"] == 0
     no_secret_in_logs(svc, auth_server)
+
+
+def test_fixed_redirect_uri_port_taken_says_so(
+        service_factory: ServiceFactory, auth_server: OAuthServerHandle, mcp_factory: MCPFactory) -> None:
+    mcp = mcp_factory()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        fixed = f"http://127.0.0.1:{port}/callback"
+        svc = service_factory([{"name": "slack", "url": mcp.url,
+                                "oauth": {"client_id": "slack-app", "redirect_uri": fixed}}])
+        error = start_login_refused(svc, "slack", 409)
+    assert f"cannot listen on {fixed}" in error and f"port {port}" in error and "oauth.redirect_uri" in error, error
