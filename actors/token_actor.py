@@ -112,6 +112,8 @@ class TokenActor(GuardedActor):
                 self._feed(core.ClientLoaded(issuer, self._open_store().get_client(issuer)))
             case core.SaveClient(issuer, client):
                 self._open_store().put_client(issuer, client)
+            case core.DropClient(issuer):
+                self._open_store().delete_client(issuer)
             case core.Measured(result, lateness):
                 self.send(self.hub, RefreshMeasured(self.name, result, lateness))
             case core.Log(level, message):

@@ -24,6 +24,11 @@ THRESHOLD_RANGE = (0.5, 0.95)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The top-level settings this version reads; any other key is reported as unknown and ignored.
 KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
+#: The settings a server's `oauth` object reads (docs/configuration.md "Server fields").
+KNOWN_OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", "resource", "redirect_uri",
+                              "assume_pkce_s256"})
+#: `oauth.resource`: send the RFC 8707 indicator discovery found (`auto`), none (`omit`), or a given URI.
+RESOURCE_MODES = ("auto", "omit")
 
 
 class ConfigError(ValueError):
@@ -36,10 +41,22 @@ class OAuthSettings:
     client_secret: str | None = field(default=None, repr=False)
     scopes: tuple[str, ...] = ()
     extra_params: tuple[tuple[str, str], ...] = ()
+    resource: str = "auto"  # "auto", "omit", or the URI to send as the RFC 8707 resource indicator
+    redirect_uri: str | None = None  # a fixed loopback redirect URI the provider insists on (Slack)
+    assume_pkce_s256: bool = False  # log in with S256 although the metadata does not advertise it (Entra)
 
     @property
     def resource_override(self) -> str | None:
+        """An explicit resource indicator: `oauth.resource`, or the older `extra_params.resource`."""
+        if self.resource not in RESOURCE_MODES:
+            return self.resource
         return dict(self.extra_params).get("resource")
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as the status object shows them: never the client secret."""
+        return {"client_id": self.client_id, "client_secret_set": self.client_secret is not None,
+                "resource": self.resource, "redirect_uri": self.redirect_uri,
+                "assume_pkce_s256": self.assume_pkce_s256}
 
 
 @dataclass(frozen=True)
@@ -197,6 +214,10 @@ def config_from_document(
     for i, entry in enumerate(servers_doc):
         try:
             server = _parse_server(entry, f"mcpServers[{i}]")
+            fixed = server.oauth.redirect_uri if server.oauth else None
+            if fixed and urlsplit(fixed).port == port:
+                raise ConfigError(f"mcpServers[{i}] ({server.name}).oauth.redirect_uri: port {port} is the service's "
+                                  "own; leave redirect_uri out to use its /oauth/callback, or pick another port")
             if server.name in seen:
                 raise ConfigError(f"mcpServers[{i}].name: {server.name!r} is used twice")
             seen.add(server.name)
@@ -285,9 +306,51 @@ def _parse_oauth(raw: dict[str, Any], at: str) -> OAuthSettings:
     extra = raw.get("extra_params", {})
     if not isinstance(extra, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in extra.items()):
         raise ConfigError(f"{at}.extra_params: expected an object of string values")
+    resource = _parse_resource(raw.get("resource", "auto"), f"{at}.resource")
+    if resource not in RESOURCE_MODES and "resource" in extra:
+        raise ConfigError(f"{at}.resource: given twice (also as extra_params.resource); keep oauth.resource")
+    assume = raw.get("assume_pkce_s256", False)
+    if not isinstance(assume, bool):
+        raise ConfigError(f"{at}.assume_pkce_s256: expected true or false")
+    redirect_uri = raw.get("redirect_uri")
+    if redirect_uri is not None:
+        _check_redirect_uri(redirect_uri, f"{at}.redirect_uri")
     return OAuthSettings(
         client_id=client_id,
         client_secret=secret or None,
         scopes=tuple(scopes),
         extra_params=tuple(sorted(extra.items())),
+        resource=resource,
+        redirect_uri=redirect_uri,
+        assume_pkce_s256=assume,
     )
+
+
+def _parse_resource(value: Any, at: str) -> str:
+    if value in RESOURCE_MODES:
+        return str(value)
+    if isinstance(value, str):
+        parts = urlsplit(value)
+        if parts.scheme in ("http", "https") and parts.netloc and not parts.fragment:
+            return value  # RFC 8707 §2: an absolute URI without a fragment
+    raise ConfigError(f"{at}: expected \"auto\", \"omit\" or an absolute http(s) URI without a fragment, "
+                      f"got {value!r}")
+
+
+def _check_redirect_uri(value: Any, at: str) -> None:
+    """A fixed redirect URI is served by this service for the length of a login: loopback http only
+    (RFC 8252 §7.3), with an explicit port and a path."""
+    if not isinstance(value, str):
+        raise ConfigError(f"{at}: expected a URL such as \"http://localhost:3118/callback\"")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{at}: {value!r} is not a valid URL") from None
+    if parts.scheme != "http" or not parts.hostname or not is_loopback_host(parts.hostname):
+        raise ConfigError(f"{at}: expected an http:// URL on a loopback host (localhost, 127.0.0.1, [::1]), "
+                          f"got {value!r}")
+    if port is None or port == 0:
+        raise ConfigError(f"{at}: expected an explicit port, as in http://localhost:3118/callback")
+    if not parts.path.startswith("/") or parts.query or parts.fragment:
+        raise ConfigError(f"{at}: expected a path and no query or fragment, as in http://localhost:3118/callback")

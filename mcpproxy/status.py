@@ -86,6 +86,7 @@ def build_status(server: ServerConfig, record: TokenRecord | None, rt: Runtime, 
         "last_probe_at": iso(rt.last_probe_at),
         "scopes": list(held.scopes) if held else [],
         "missing_scopes": list(rt.missing_scopes),
+        "oauth_settings": server.oauth.describe() if server.oauth else None,
     }
 
 
@@ -113,4 +114,5 @@ def static_status(server: ServerConfig) -> dict[str, Any]:
         "last_probe_at": None,
         "scopes": [],
         "missing_scopes": [],
+        "oauth_settings": server.oauth.describe() if server.is_oauth and server.oauth else None,
     }

@@ -122,6 +122,10 @@ class TokenStore:
         with self.env.begin(write=True, db=self._clients) as txn:
             txn.put(issuer.encode(), msgpack.packb(record, use_bin_type=True))
 
+    def delete_client(self, issuer: str) -> bool:
+        with self.env.begin(write=True, db=self._clients) as txn:
+            return bool(txn.delete(issuer.encode()))
+
     def close(self) -> None:
         self.env.close()
 

@@ -235,3 +235,26 @@ def test_required_scope_is_403_insufficient_scope(auth_server: Any) -> None:
         counters = strict.counters()
         assert (counters["rejected_scope"], counters["authorized"]) == (1, 1)
     assert strict.process.returncode == 0  # SIGTERM is a graceful stop
+
+
+@pytest.mark.parametrize("habits,metadata_path", [
+    (("resource_metadata_path_suffixed", "no_resource_metadata_in_401"), "/mcp/.well-known/oauth-protected-resource"),
+    (("resource_metadata_root_only",), "/.well-known/oauth-protected-resource"),
+    (("resource_trailing_slash",), "/.well-known/oauth-protected-resource/mcp"),
+])
+def test_habits_move_the_resource_metadata(habits: tuple[str, ...], metadata_path: str) -> None:
+    with start_mcp_server("http://127.0.0.1:9", issuer="http://127.0.0.1:9/tenant", habits=habits) as srv:
+        base = srv.base_url
+        prm = httpx.get(base + metadata_path, timeout=10)
+        assert prm.status_code == 200 and prm.json()["authorization_servers"] == ["http://127.0.0.1:9/tenant"]
+        others = {"/mcp/.well-known/oauth-protected-resource", "/.well-known/oauth-protected-resource/mcp"}
+        for path in others - {metadata_path}:
+            assert httpx.get(base + path, timeout=10).status_code == 404
+        header = httpx.post(base + "/mcp", json={}, timeout=10).headers["WWW-Authenticate"]
+        if "no_resource_metadata_in_401" in habits:
+            assert "resource_metadata" not in header
+        else:
+            assert f'resource_metadata="{base}{metadata_path}"' in header
+        if "resource_trailing_slash" in habits:
+            assert prm.json()["resource"] == base + "/mcp/"
+            assert httpx.post(base + "/mcp/", json={}, timeout=10).status_code == 401  # served, not redirected

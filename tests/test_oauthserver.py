@@ -37,7 +37,8 @@ def _clean(request: pytest.FixtureRequest) -> None:
     if "server" in request.fixturenames:
         handle: OAuthServerHandle = request.getfixturevalue("server")
         handle.clear_fault()
-        handle.set_config(access_ttl=3600, refresh_ttl=86400, rotate=True, auto_approve=True)
+        handle.set_config(access_ttl=3600, refresh_ttl=86400, rotate=True, auto_approve=True, habits=[],
+                          default_audience=None, fixed_redirect_uri=None)
 
 
 @pytest.fixture
@@ -383,3 +384,70 @@ def _quiet(call: Callable[[], object]) -> None:
         call()
     except requests.RequestException:
         pass
+
+
+# ---- provider habits (README.md "Habits") -----------------------------------------------------------
+
+
+def test_habit_flag_issuer_with_path_and_no_registration() -> None:
+    with start_oauth_server(habits=("issuer_with_path", "no_registration_endpoint")) as srv:
+        assert srv.config()["habits"] == ["issuer_with_path", "no_registration_endpoint"]
+        assert requests.get(srv.metadata_url, timeout=HTTP_TIMEOUT).status_code == 404
+        meta = requests.get(srv.url("/.well-known/oauth-authorization-server/tenant"), timeout=HTTP_TIMEOUT).json()
+        assert meta["issuer"] == srv.base_url + "/tenant" and "registration_endpoint" not in meta
+        assert requests.get(srv.url("/.well-known/openid-configuration/tenant"), timeout=HTTP_TIMEOUT).ok
+        assert requests.post(srv.url("/register"), json={"redirect_uris": [REDIRECT]},
+                             timeout=HTTP_TIMEOUT).status_code == 404
+        with pytest.raises(Exception, match="habits must be a list"):
+            srv.set_habits("no_such_habit")
+
+
+def test_metadata_habits(server: OAuthServerHandle) -> None:
+    def meta(path: str = "/.well-known/oauth-authorization-server") -> requests.Response:
+        return requests.get(server.url(path), timeout=HTTP_TIMEOUT)
+
+    server.set_habits("openid_configuration_only", "no_pkce_metadata")
+    assert meta().status_code == 404
+    assert "code_challenge_methods_supported" not in meta("/.well-known/openid-configuration").json()
+    server.set_habits("issuer_trailing_slash")
+    assert meta().json()["issuer"] == server.base_url + "/"
+    server.set_habits("issuer_mismatch")
+    assert meta().json()["issuer"] == server.base_url + "/someone-else"
+
+
+def test_forgotten_clients_and_how_each_habit_says_so(server: OAuthServerHandle, client: dict[str, Any]) -> None:
+    tokens = server.login(client["client_id"], REDIRECT)
+    server.forget_clients()
+    r = refresh(server, client["client_id"], tokens["refresh_token"])
+    assert r.status_code == 401 and r.json()["error"] == "invalid_client"
+    server.set_habits("unrecognized_client_422")
+    r = refresh(server, client["client_id"], tokens["refresh_token"])
+    assert r.status_code == 422 and r.json() == {"message": "Unrecognized client_id"}
+    _, challenge = pkce_pair()
+    page = authorize(server, client["client_id"], challenge)
+    assert page.status_code == 422 and "Unrecognized client_id" in page.text
+    server.set_habits("unknown_client_html_500")
+    r = refresh(server, client["client_id"], tokens["refresh_token"])
+    assert r.status_code == 500 and r.headers["Content-Type"].startswith("text/html")
+    assert [e["result"] for e in server.counters()["refresh_log"]][-3:] == [
+        "invalid_client", "unrecognized_client", "html_500"]
+
+
+def test_resource_refused_and_default_audience(server: OAuthServerHandle, client: dict[str, Any]) -> None:
+    server.set_config(habits=["resource_refused_invalid_target"], default_audience=RESOURCE)
+    _, challenge = pkce_pair()
+    redirect = authorize(server, client["client_id"], challenge, resource=RESOURCE)
+    query = parse_qs(urlsplit(redirect.headers["Location"]).query)
+    assert query["error"] == ["invalid_target"] and "AADSTS9010010" in query["error_description"][0]
+    tokens = server.login(client["client_id"], REDIRECT)  # no resource: the audience is the default one
+    assert requests.post(server.url("/introspect"), data={"token": tokens["access_token"]},
+                         timeout=HTTP_TIMEOUT).json()["aud"] == RESOURCE
+    r = refresh(server, client["client_id"], tokens["refresh_token"], resource=RESOURCE)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_target"
+
+
+def test_fixed_redirect_uri_habit(server: OAuthServerHandle) -> None:
+    server.set_config(habits=["fixed_redirect_uri"], fixed_redirect_uri="http://localhost:3118/callback")
+    r = requests.post(server.url("/register"), json={"redirect_uris": [REDIRECT]}, timeout=HTTP_TIMEOUT)
+    assert r.status_code == 400 and r.json()["error"] == "invalid_redirect_uri"
+    assert server.register_client(["http://localhost:3118/callback"])["client_id"]

@@ -22,7 +22,16 @@ from actors.messages import (
 )
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
-from mcpproxy.gateway.shared import BRIDGE, CONFIG, LOGINS, STARTED, ApiError, ok, read_json
+from mcpproxy.gateway.shared import (
+    BRIDGE,
+    CONFIG,
+    LOGINS,
+    REDIRECTS,
+    STARTED,
+    ApiError,
+    ok,
+    read_json,
+)
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 LOGIN_TIMEOUT = 30.0
@@ -125,10 +134,21 @@ async def login(request: web.Request) -> web.Response:
     if not isinstance(open_browser, bool):
         raise ApiError(400, "open_browser: expected true or false")
     config = request.app[CONFIG].current
-    answer = await request.app[BRIDGE].ask_server(srv.name, StartLogin(config.redirect_uri, open_browser),
-                                                  LOGIN_TIMEOUT)
-    _raise_failure(answer)
+    fixed = srv.oauth.redirect_uri if srv.oauth else None
+    redirects = request.app[REDIRECTS]
+    if fixed:  # the provider accepts one redirect URI only: listen there for the length of this login
+        await redirects.open(request.app, fixed)
+    try:
+        answer = await request.app[BRIDGE].ask_server(srv.name, StartLogin(fixed or config.redirect_uri,
+                                                                           open_browser), LOGIN_TIMEOUT)
+        _raise_failure(answer)
+    except BaseException:
+        if fixed:
+            redirects.release(fixed)
+        raise
     assert isinstance(answer, LoginStarted)
+    if fixed:
+        redirects.expect(fixed, answer.state)
     logins: dict[str, tuple[str, float]] = request.app[LOGINS]
     now = time.time()
     for state in [s for s, (_, t) in logins.items() if now - t > LOGIN_ROUTE_TTL]:

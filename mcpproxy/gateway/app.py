@@ -17,12 +17,14 @@ from mcpproxy.config import Config
 from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
 from mcpproxy.gateway.fanout import EventFanout
+from mcpproxy.gateway.redirect_listener import RedirectListeners
 from mcpproxy.gateway.shared import (
     API_KEY,
     BRIDGE,
     CONFIG,
     FANOUT,
     LOGINS,
+    REDIRECTS,
     STARTED,
     ApiError,
     ConfigRef,
@@ -220,6 +222,7 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
     app[FANOUT] = EventFanout()
     app[STARTED] = time.time()
     app[LOGINS] = {}
+    app[REDIRECTS] = RedirectListeners(api.LOGIN_ROUTE_TTL, secure_headers)
     app.add_routes([
         web.get("/healthz", api.healthz),
         web.get("/readyz", api.readyz),
@@ -252,3 +255,4 @@ async def _start_listener(app: web.Application) -> None:
 
 async def _close_streams(app: web.Application) -> None:
     app[FANOUT].close_all()
+    await app[REDIRECTS].close_all()

@@ -96,6 +96,8 @@ def _schemas() -> Json:
         "scopes": {"type": "array", "items": {"type": "string"}, "description": "Scopes of the held token."},
         "missing_scopes": {"type": "array", "items": {"type": "string"},
                            "description": "Scopes the upstream asked for that the token lacks."},
+        "oauth_settings": {"oneOf": [{"type": "null"}, _ref("OAuthSettings")],
+                           "description": "The server's `oauth` config as it is applied; null when not OAuth."},
     }
     counts = {"type": "object", "required": list(OAUTH_STATUSES),
               "properties": {s: {"type": "integer", "minimum": 0} for s in OAUTH_STATUSES},
@@ -132,6 +134,22 @@ def _schemas() -> Json:
             "type": "object",
             "required": ["kind", "message"],
             "properties": {"kind": {"type": "string", "enum": list(ERROR_KINDS)}, "message": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        "OAuthSettings": {
+            "type": "object",
+            "description": "A server's `oauth` settings (docs/configuration.md); the client secret only as "
+                           "whether one is set.",
+            "required": ["client_id", "client_secret_set", "resource", "redirect_uri", "assume_pkce_s256"],
+            "properties": {
+                "client_id": _nullable("string", description="The configured client; null: registered dynamically."),
+                "client_secret_set": {"type": "boolean"},
+                "resource": {"type": "string", "description": "`auto`, `omit`, or the resource indicator sent."},
+                "redirect_uri": _nullable("string", description="A fixed loopback redirect URI, served during a "
+                                                                "login only; null: the service's /oauth/callback."),
+                "assume_pkce_s256": {"type": "boolean", "description": "Use S256 although the metadata does not "
+                                                                       "advertise it."},
+            },
             "additionalProperties": False,
         },
         "ServerStatus": {

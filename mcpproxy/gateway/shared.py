@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from mcpproxy.config import Config
 from mcpproxy.gateway.bridge import ActorBridge
 from mcpproxy.gateway.fanout import EventFanout
+
+if TYPE_CHECKING:
+    from mcpproxy.gateway.redirect_listener import RedirectListeners
 
 
 @dataclass
@@ -29,6 +32,8 @@ API_KEY = web.AppKey("api_key", str)
 FANOUT = web.AppKey("fanout", EventFanout)
 STARTED = web.AppKey("started_at", float)
 LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
+#: The fixed redirect URIs' listeners, open during a login (typed by name: that module imports this one).
+REDIRECTS: web.AppKey[RedirectListeners] = web.AppKey("redirects")
 
 
 class ApiError(Exception):

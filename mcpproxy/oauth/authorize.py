@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from oauthlib.oauth2 import WebApplicationClient
 
-from mcpproxy.oauth.discovery import AuthServerMetadata
+from mcpproxy.oauth.discovery import AuthServerMetadata, same_issuer
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
 from mcpproxy.oauth.http import require_secure, safe_url
 
@@ -33,17 +33,25 @@ def authorization_url(
     code_challenge: str,
     resource: str,
     extra_params: dict[str, str] | None = None,
+    assume_s256: bool = False,
+    server: str = "",
 ) -> str:
-    """The URL to send the person's browser to. Refuses a server that does not advertise S256."""
+    """The URL to send the person's browser to. Refuses a server that does not advertise S256, unless
+    `assume_s256` (the per-server setting oauth.assume_pkce_s256) says to send S256 anyway."""
     endpoint = metadata.authorization_endpoint
     what = f"authorization request to {safe_url(endpoint)}"
     require_secure(endpoint, what)
-    if "S256" not in metadata.code_challenge_methods_supported:
-        # MCP spec: clients MUST refuse when PKCE support is not advertised.
+    advertised = metadata.code_challenge_methods_supported
+    if "S256" not in advertised and (advertised or not assume_s256):
+        # MCP spec: clients MUST refuse when PKCE support is not advertised. A server that lists other
+        # methods only is refused whatever the setting: it says it does not do S256.
+        named = f" of server '{server}'" if server else ""
+        hint = (f"; if you know it supports S256 (Entra ID does), set oauth.assume_pkce_s256 to true{named} "
+                "in the config" if not advertised else "")
         raise OAuthError(
             "config",
             f"{what}: authorization server {safe_url(metadata.issuer)} does not advertise PKCE "
-            "S256 (code_challenge_methods_supported); mcpproxy refuses to log in without it",
+            f"S256 (code_challenge_methods_supported); mcpproxy refuses to log in without it{hint}",
         )
     ours: dict[str, str] = {"resource": resource} if resource else {}  # RFC 8707 §2.1
     for name, value in (extra_params or {}).items():
@@ -76,7 +84,7 @@ def authorization_url(
 def check_callback_iss(metadata: AuthServerMetadata, iss: str | None) -> None:
     """RFC 9207 §2.4: the callback's `iss` must be the issuer we sent the person to."""
     if iss is not None:
-        if iss != metadata.issuer:
+        if not same_issuer(iss, metadata.issuer):
             raise OAuthError(
                 "protocol",
                 f"authorization response names issuer {clean_server_text(iss, 120)!r}, "

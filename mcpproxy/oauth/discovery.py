@@ -116,15 +116,25 @@ def _discover(s: requests.Session, server_url: str) -> Discovery:
     prm: dict[str, Any] | None = None
     advertised = (challenge or {}).get("resource_metadata")
     tried: list[str] = []
+    resource_error: OAuthError | None = None
     if advertised:
         require_secure(advertised, f"{where}: resource_metadata")
         prm = _get_json(s, advertised, f"{where}: resource metadata", probing=False)
     else:
         for url in _prm_urls(server_url):
             tried.append(safe_url(url))
-            prm = _get_json(s, url, f"{where}: resource metadata", probing=True)
-            if prm is not None:
-                break
+            found = _get_json(s, url, f"{where}: resource metadata", probing=True)
+            if found is None:
+                continue
+            try:
+                _check_prm_resource(found, server_url, where)
+            except OAuthError as e:  # a document for another resource on this host: look further
+                resource_error = resource_error or e
+                continue
+            prm = found
+            break
+        if prm is None and resource_error is not None:
+            raise resource_error
 
     if prm is None:
         # 2025-03-26: no resource metadata — the server's origin is its authorization server.
@@ -178,11 +188,12 @@ def _challenge(s: requests.Session, server_url: str, where: str) -> dict[str, st
 
 
 def _prm_urls(server_url: str) -> list[str]:
-    """RFC 9728 §3.1: the well-known URI with the resource's path inserted, then the root one."""
+    """RFC 9728 §3.1: the well-known URI with the resource's path inserted; then the path-suffixed
+    form some servers publish instead (`/mcp/.well-known/oauth-protected-resource`); then the root one."""
     parts = urlsplit(server_url)
     origin = f"{parts.scheme}://{parts.netloc}"
     path = parts.path.rstrip("/")
-    urls = [origin + _PRM_WELL_KNOWN + path] if path else []
+    urls = [origin + _PRM_WELL_KNOWN + path, origin + path + _PRM_WELL_KNOWN] if path else []
     urls.append(origin + _PRM_WELL_KNOWN)
     return urls
 
@@ -238,16 +249,18 @@ def _fetch_metadata(s: requests.Session, issuer: str, where: str) -> AuthServerM
     return None
 
 
-def _same_issuer(published: str, expected: str) -> bool:
-    """RFC 8414 §3.3: identical — but an empty path and "/" are the same URI (RFC 3986 §6.2.3)."""
+def same_issuer(published: str, expected: str) -> bool:
+    """RFC 8414 §3.3 wants them identical. A trailing slash alone is forgiven (Google, Auth0 and JumpCloud
+    publish "https://host/" where the resource metadata or `iss` says "https://host"): it names the same
+    origin and path, so it cannot send the person to another server. Anything else is a mismatch."""
     if published == expected:
         return True
-    return published.rstrip("/") == expected.rstrip("/") and urlsplit(expected).path in ("", "/")
+    return published.rstrip("/") == expected.rstrip("/") and published.rstrip("/") != ""
 
 
 def _parse_metadata(doc: dict[str, Any], issuer: str, where: str) -> AuthServerMetadata:
     published = doc.get("issuer")
-    if not isinstance(published, str) or not _same_issuer(published, issuer):
+    if not isinstance(published, str) or not same_issuer(published, issuer):
         shown = clean_server_text(published, 120) if isinstance(published, str) else "none"
         raise OAuthError(
             "protocol", f"{where}: the metadata names issuer {shown!r}, expected {issuer!r}"
@@ -299,7 +312,9 @@ def _check_prm_resource(prm: dict[str, Any], server_url: str, where: str) -> str
     a, b = urlsplit(ours), urlsplit(theirs)
     our_path, their_path = a.path.rstrip("/"), b.path.rstrip("/")
     if (a.scheme, a.netloc, a.query) == (b.scheme, b.netloc, b.query) and our_path == their_path:
-        return ours
+        # The same resource, perhaps with a trailing slash the config has not (or the other way round): the
+        # indicator sent is the one the server advertised, the one its authorization server knows.
+        return value.strip() if urlsplit(value.strip()).path.rstrip("/") == their_path else ours
     if (
         (a.scheme, a.netloc) == (b.scheme, b.netloc)
         and not b.query

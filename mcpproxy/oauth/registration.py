@@ -1,4 +1,4 @@
-"""Dynamic client registration (RFC 7591) of mcpproxy as a public client."""
+"""Dynamic client registration (RFC 7591) of mcpproxy as a public client, and knowing when it was forgotten."""
 
 from __future__ import annotations
 
@@ -17,6 +17,37 @@ from mcpproxy.oauth.http import (
     safe_url,
     session_scope,
 )
+
+
+class ClientUnknown(OAuthError):
+    """The authorization server does not know our client (any more): RFC 6749 §5.2 `invalid_client`, or a
+    provider's own way of saying so. `certain` is False for an HTML 500, which may also be a plain outage."""
+
+    def __init__(self, message: str, certain: bool = True) -> None:
+        super().__init__("invalid_client" if certain else "server", message)
+        self.certain = certain
+
+    def __reduce__(self) -> tuple[type[ClientUnknown], tuple[str, bool]]:  # type: ignore[override]
+        return (ClientUnknown, (self.message, self.certain))
+
+
+def client_unknown(resp: requests.Response, what: str) -> ClientUnknown | None:
+    """A token endpoint's non-2xx answer that says it does not know the client: Supabase's 422
+    `{"message": "Unrecognized client_id"}`, or an HTML 500 (servers that crash on an unknown client)."""
+    status = resp.status_code
+    kind = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if status == 422 and b"unrecognized client" in resp.content[:4096].lower():
+        return ClientUnknown(f"{what}: the authorization server answered HTTP 422 \"Unrecognized client_id\"")
+    if status == 500 and kind in ("text/html", "application/xhtml+xml"):
+        return ClientUnknown(f"{what}: the authorization server answered HTTP 500 with an HTML page", certain=False)
+    return None
+
+
+def no_registration_message(issuer: str, server: str, redirect_uri: str) -> str:
+    """What to do when the authorization server offers no registration endpoint (GitHub, Slack, Entra, …)."""
+    return (f"authorization server {safe_url(issuer)} offers no dynamic client registration (RFC 7591): "
+            f"register an OAuth client there with the redirect URI {redirect_uri}, then set its client_id "
+            f"(and client_secret, if it issued one) in the config: the field oauth.client_id of server '{server}'")
 
 
 @dataclass(frozen=True)

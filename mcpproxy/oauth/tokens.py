@@ -35,6 +35,7 @@ from mcpproxy.oauth.http import (
     safe_url,
     session_scope,
 )
+from mcpproxy.oauth.registration import client_unknown
 
 #: Longer than any real token lifetime: an expires_in beyond it is a broken answer.
 MAX_EXPIRES_IN = 10 * 365 * 86400
@@ -137,7 +138,7 @@ def parse_token_response(resp: requests.Response, *, what: str) -> TokenResponse
 def _parse(resp: requests.Response, what: str, rejected: str | None) -> TokenResponse:
     status = resp.status_code
     if not 200 <= status < 300:
-        raise error_from_response(resp, what, invalid_grant_message=rejected)
+        raise client_unknown(resp, what) or error_from_response(resp, what, invalid_grant_message=rejected)
     doc = json_object(resp)
     if doc is None:
         raise OAuthError("protocol", f"{what}: the answer (HTTP {status}) is not a JSON object")

@@ -22,7 +22,7 @@ from mcpproxy.config import ServerConfig
 from mcpproxy.oauth import authorize, pkce
 from mcpproxy.oauth.discovery import Discovery
 from mcpproxy.oauth.errors import OAuthError
-from mcpproxy.oauth.registration import ClientRegistration
+from mcpproxy.oauth.registration import ClientRegistration, ClientUnknown, no_registration_message
 from mcpproxy.oauth.tokens import TokenResponse
 from mcpproxy.record import Problem, TokenRecord
 from mcpproxy.session.messages import (
@@ -31,6 +31,7 @@ from mcpproxy.session.messages import (
     CodeReturned,
     Configured,
     Deadline,
+    DropClient,
     Effect,
     Emit,
     Event,
@@ -66,6 +67,8 @@ from mcpproxy.work import Discover, Exchange, Op, Probe, Probed, Refresh, Regist
 
 LOGIN_TTL = 600.0  # a login link is good for 10 minutes (docs/architecture.md "REST contract")
 MAX_PENDING_LOGINS = 8
+#: Refreshes in a row answered with an HTML 500 before a dynamic registration counts as forgotten.
+CLIENT_DOUBTS = 2
 #: An access token this close to expiry (seconds, at most this share of its lifetime) is refreshed
 #: before it is handed out, so no request reaches the server with a token that expires on the way.
 EXPIRY_MARGIN = 1.0
@@ -83,6 +86,7 @@ class PendingLogin:
     client_secret: str | None = field(repr=False)
     redirect_uri: str
     scopes: tuple[str, ...]
+    issuer: str | None = None  # set when the client is a dynamic registration (kept by issuer in the store)
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,7 @@ class Session:
     client: dict[str, Any] | None = field(default=None, repr=False)  # the client a login is being prepared with
     last_published: dict[str, Any] | None = None
     streak_told: tuple[str, ...] = ()  # what of the current failing streak was announced: "attempts", "expired"
+    client_doubts: int = 0  # refreshes in a row answered with an HTML 500 (a registration the server may have lost)
 
     @property
     def name(self) -> str:
@@ -145,6 +150,15 @@ class Session:
             if now >= exp - margin:
                 return None
         return rec.access_token
+
+    @property
+    def callback_uri(self) -> str:
+        """The redirect URI logins use: the server's fixed `oauth.redirect_uri`, else the service's callback."""
+        return (self.server.oauth.redirect_uri if self.server.oauth else None) or self.redirect_uri
+
+    def dynamic_client(self, client_id: str | None) -> bool:
+        """Whether `client_id` is a dynamic registration (not the config's client)."""
+        return bool(client_id) and client_id != (self.server.oauth.client_id if self.server.oauth else None)
 
     def refreshable(self) -> bool:
         return self.token is not None and bool(self.token.refresh_token) and not self.rt.failed
@@ -338,6 +352,7 @@ class _Step:
         s.protocol_attempts = 0
         s.retry_at = None
         s.streak_told = ()
+        s.client_doubts = 0
         if not s.rt.failed:  # failed meanwhile (the upstream refused a fresh token): the rotation is kept, the verdict too
             self.rt(retry_count=0, last_error=None, refresh_state="scheduled", retrying_since=None)
         self.persist(rec)
@@ -351,6 +366,11 @@ class _Step:
 
     def refresh_failed(self, err: OAuthError, jitter: float) -> None:
         s = self.s
+        rec = s.token
+        if rec is not None and s.dynamic_client(rec.client_id) and rec.issuer:
+            err = self.client_forgotten(err, rec.issuer)
+        if err.kind == "protocol" and "invalid_target" in err.message:
+            err = OAuthError(err.kind, f"{err.message}{_resource_hint(s)}")
         if err.kind == "protocol":
             s.protocol_attempts += 1
         problem = Problem(err.kind, err.message)
@@ -386,6 +406,28 @@ class _Step:
             else:
                 self.fail(asker, err.kind, err.message)
 
+    def client_forgotten(self, err: OAuthError, issuer: str) -> OAuthError:
+        """A refresh with a dynamic registration the server no longer knows (a restart, `invalid_client`,
+        Supabase's 422, an HTML 500 twice in a row): the registration is dropped, so the next login
+        registers afresh, and the failure says to log in again."""
+        s = self.s
+        if isinstance(err, ClientUnknown) and not err.certain:
+            s.client_doubts += 1
+            if s.client_doubts < CLIENT_DOUBTS:
+                return err  # an HTML 500 may be an outage: retried once before it counts
+        elif err.kind != "invalid_client":
+            s.client_doubts = 0
+            return err
+        s.client_doubts = 0
+        self.drop_client(issuer)
+        return OAuthError("invalid_client", f"{err.message}; the authorization server no longer knows mcpproxy's "
+                                            f"registered client, so its registration was dropped — log in again "
+                                            f"(mcpproxy registers afresh): {self.login_hint()}")
+
+    def drop_client(self, issuer: str) -> None:
+        self.effects.append(DropClient(issuer))
+        self.log("warning", f"dropped the client registration at {issuer}; the next login registers afresh")
+
     def answer(self, asker: Any, want: str) -> None:
         s = self.s
         if want == "refresh":
@@ -415,8 +457,11 @@ class _Step:
         return tuple(dict.fromkeys((*scopes, *s.rt.missing_scopes)))
 
     def resource(self) -> str | None:
+        """The RFC 8707 indicator per `oauth.resource`: discovered (`auto`), none (`omit`), or the given one."""
         s = self.s
         assert s.server.oauth is not None and s.discovery is not None
+        if s.server.oauth.resource == "omit":
+            return None
         return s.server.oauth.resource_override or s.discovery.resource
 
     def with_client(self) -> None:
@@ -426,8 +471,12 @@ class _Step:
         if oauth.client_id:
             self.finish_login_start({"client_id": oauth.client_id, "client_secret": oauth.client_secret})
             return
+        meta = s.discovery.metadata
+        if not meta.registration_endpoint:
+            self.login_prep_failed(OAuthError("config", no_registration_message(meta.issuer, s.name, s.callback_uri)))
+            return
         s.preparing = True
-        self.effects.append(LoadClient(s.discovery.metadata.issuer))
+        self.effects.append(LoadClient(meta.issuer))
 
     def finish_login_start(self, client: dict[str, Any]) -> None:
         s = self.s
@@ -435,22 +484,30 @@ class _Step:
         s.preparing = False
         askers, s.login_askers = s.login_askers, []
         extra = {k: v for k, v in s.server.oauth.extra_params if k != "resource"}
+        refused: OAuthError | None = None
         for asker, state, verifier in askers:
             self.expire_logins()
             while len(s.logins) >= MAX_PENDING_LOGINS:
                 s.logins.pop(next(iter(s.logins)))
             try:
                 url = authorize.authorization_url(
-                    s.discovery.metadata, client_id=client["client_id"], redirect_uri=s.redirect_uri,
+                    s.discovery.metadata, client_id=client["client_id"], redirect_uri=s.callback_uri,
                     scopes=self.login_scopes(), state=state, code_challenge=pkce.s256_challenge(verifier),
-                    resource=self.resource() or "", extra_params=extra or None)
+                    resource=self.resource() or "", extra_params=extra or None,
+                    assume_s256=s.server.oauth.assume_pkce_s256, server=s.name)
             except OAuthError as e:
+                refused = e
                 self.fail(asker, e.kind, e.message)
                 continue
             s.logins[state] = PendingLogin(verifier, self.now, client["client_id"], client.get("client_secret"),
-                                           s.redirect_uri, self.login_scopes())
+                                           s.callback_uri, self.login_scopes(), client.get("issuer"))
             self.log("info", "login started")
             self.reply(asker, LoginStarted(s.name, url, state))
+        if refused is not None:  # the status says why the login cannot start, like any other login failure
+            self.log("warning", f"cannot start a login ({refused.kind}): {refused.message}")
+            self.rt(last_error=Problem(refused.kind, refused.message))
+            self.evaluate("login_failed")
+            return
         self.schedule()
 
     def login_prep_failed(self, err: OAuthError) -> None:
@@ -478,6 +535,7 @@ class _Step:
         s.rt = Runtime()
         s.protocol_attempts = 0
         s.streak_told = ()
+        s.client_doubts = 0
         self.persist(rec)
         self.log("info", f"logged in; token expires in {_fmt_in(rec.expires_at, now)}")
         self.evaluate("login_completed", (("oauth.login_completed", {"server_name": s.name}),))
@@ -641,6 +699,15 @@ def _exchange_done(t: _Step, ev: WorkFinished, ctx: Pending, failed: OAuthError 
             t.fail(asker, "cancelled", "the login was cancelled by a logout")
         return
     if failed is not None:
+        login = ctx.login
+        if login is not None and login.issuer and (failed.kind == "invalid_client" or isinstance(failed, ClientUnknown)):
+            # At the code exchange even an HTML 500 counts: the login has failed anyway, registering again is cheap.
+            t.drop_client(login.issuer)
+            failed = OAuthError("invalid_client", f"{failed.message}; the authorization server no longer knows "
+                                                  "mcpproxy's registered client, so its registration was dropped — "
+                                                  f"log in again (mcpproxy registers afresh): {t.login_hint()}")
+        elif failed.kind == "protocol" and "invalid_target" in failed.message:
+            failed = OAuthError(failed.kind, f"{failed.message}{_resource_hint(s)}")
         t.rt(last_error=Problem(failed.kind, failed.message))
         t.log("warning", f"login failed ({failed.kind}): {failed.message}")
         t.evaluate("login_failed")
@@ -672,10 +739,16 @@ def _client_loaded(t: _Step, ev: ClientLoaded) -> None:
     s = t.s
     if s.discovery is None or ev.issuer != s.discovery.metadata.issuer:
         return
-    if ev.client is not None and ev.client.get("redirect_uri") == s.redirect_uri:
-        t.finish_login_start(ev.client)
+    stored = ev.client
+    if stored is not None and any(p.client_id == stored.get("client_id") for p in s.logins.values()):
+        # A login link with this registration never came back: the server may have forgotten the client and
+        # shown the person an error page we cannot see (Supabase's "Unrecognized client_id"). Register afresh.
+        t.log("info", "an earlier login with the stored client registration never returned; registering afresh")
+        stored = None
+    if stored is not None and stored.get("redirect_uri") == s.callback_uri:
+        t.finish_login_start(stored)
         return
-    op = Register(s.discovery.metadata, s.redirect_uri, t.login_scopes())
+    op = Register(s.discovery.metadata, s.callback_uri, t.login_scopes())
     t.work(op, Pending(op))
 
 
@@ -690,6 +763,8 @@ def _code_returned(t: _Step, ev: CodeReturned) -> None:
         text = f"the authorization server refused the login: {ev.error}"
         if ev.error_description:
             text += f" ({ev.error_description[:200]})"
+        if ev.error == "invalid_target":
+            text += _resource_hint(s)
         t.rt(last_error=Problem("protocol", text))
         t.evaluate("login_failed")
         t.fail(ev.reply_to, "protocol", text)
@@ -807,6 +882,13 @@ _HANDLERS: dict[type, Callable[[_Step, Any], None]] = {
     LogoutWanted: _logout_wanted, RefreshWanted: _refresh_wanted, TokenWanted: _token_wanted,
     TokenRejected: _token_rejected, TokenRefused: _token_refused, ScopeRequired: _scope_required,
 }
+
+
+def _resource_hint(s: Session) -> str:
+    """RFC 8707 `invalid_target`: the server refuses the resource indicator (Entra ID refuses any)."""
+    mode = s.server.oauth.resource if s.server.oauth else "auto"
+    return (f" — the authorization server refuses the resource indicator (RFC 8707); set oauth.resource of server "
+            f"'{s.name}' to \"omit\" (or to the value it expects) in the config (now {mode!r})")
 
 
 def _secrets_of(tok: TokenResponse) -> tuple[tuple[str, str], ...]:

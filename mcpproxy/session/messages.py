@@ -228,6 +228,13 @@ class SaveClient:
 
 
 @dataclass(frozen=True)
+class DropClient:
+    """Forget the dynamic registration kept for this issuer: the server no longer knows it."""
+
+    issuer: str
+
+
+@dataclass(frozen=True)
 class Measured:
     """One refresh attempt, for /metrics: its result kind and how late it started (seconds)."""
 
@@ -241,7 +248,7 @@ class Log:
     message: str
 
 
-Effect = Persist | SendWork | Emit | Reply | SetTimer | LoadClient | SaveClient | Measured | Log
+Effect = Persist | SendWork | Emit | Reply | SetTimer | LoadClient | SaveClient | DropClient | Measured | Log
 
 __all__ = [
     "ClientLoaded",
@@ -249,6 +256,7 @@ __all__ = [
     "CodeReturned",
     "Configured",
     "Deadline",
+    "DropClient",
     "Effect",
     "Emit",
     "Event",

@@ -74,3 +74,14 @@ def test_the_removed_multi_host_settings_are_named_unknown(tmp_path: Path) -> No
     code, out, err = _validate(path)
     assert code == 0, (out, err)
     assert "actor_system: unknown setting, ignored" in err and "convention_address: unknown setting" in err
+
+
+def test_provider_settings_name_the_field(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"listen": "127.0.0.1:8123", "data_dir": str(tmp_path), "mcpServers": [
+        {"name": "slack", "url": "https://example.com/mcp", "oauth": {"redirect_uri": "https://slack.example.com/cb"}},
+        {"name": "entra", "url": "https://example.com/mcp", "oauth": {"resource": "never", "assume_pkce_s256": True}},
+    ]})
+    code, _, err = _validate(path)
+    assert code == 1
+    assert "mcpServers[0] (slack).oauth.redirect_uri: expected an http:// URL on a loopback host" in err
+    assert "mcpServers[1] (entra).oauth.resource: expected \"auto\", \"omit\"" in err

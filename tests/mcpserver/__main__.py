@@ -9,7 +9,7 @@ import signal
 import sys
 from types import FrameType
 
-from tests.mcpserver.server import serve
+from tests.mcpserver.server import HABITS, serve
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,6 +20,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--required-scope", default=None, help="refuse tokens without this scope (403)")
     parser.add_argument("--name", default="test", help="server name (MCP serverInfo and resource_name)")
     parser.add_argument("--log-level", default="WARNING", help="Python log level for stderr")
+    parser.add_argument("--issuer", default=None, help="the issuer to name in the resource metadata (default: the "
+                                                       "AS's metadata says)")
+    parser.add_argument("--habit", action="append", default=[], choices=sorted(HABITS), metavar="NAME",
+                        help="imitate an MCP server's habit (repeatable; tests/oauthserver/README.md \"Habits\")")
     return parser.parse_args(argv)
 
 
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             scopes=args.scopes.split(),
             required_scope=args.required_scope,
             name=args.name,
+            issuer=args.issuer,
+            habits=tuple(dict.fromkeys(args.habit)),
         )
     )
     return 0

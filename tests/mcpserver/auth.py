@@ -62,12 +62,14 @@ def judge(
 
 
 def challenge(
-    *, metadata_url: str, scope: str, error: str | None = None
+    *, metadata_url: str | None, scope: str, error: str | None = None
 ) -> str:
-    """RFC 6750 §3 / RFC 9728 §5.1 WWW-Authenticate value."""
+    """RFC 6750 §3 / RFC 9728 §5.1 WWW-Authenticate value; no resource_metadata when metadata_url is None."""
+    named = f', resource_metadata="{metadata_url}"' if metadata_url else ""
     if error == "insufficient_scope":
-        return f'Bearer error="insufficient_scope", scope="{scope}", resource_metadata="{metadata_url}"'
-    params = [f'resource_metadata="{metadata_url}"', f'scope="{scope}"']
+        return f'Bearer error="insufficient_scope", scope="{scope}"{named}'
+    params = [f'resource_metadata="{metadata_url}"'] if metadata_url else []
+    params.append(f'scope="{scope}"')
     if error:
         params.insert(0, f'error="{error}"')
     return "Bearer " + ", ".join(params)
@@ -133,7 +135,7 @@ class BearerGate:
         introspector: Introspector,
         counters: Counters,
         resource: str,
-        metadata_url: str,
+        metadata_url: str | None,
         scope_hint: str,
         required_scope: str | None,
     ) -> None:

@@ -78,12 +78,18 @@ def start_mcp_server(
     required_scope: str | None = None,
     name: str = "test",
     timeout: float = 20,
+    issuer: str | None = None,
+    habits: tuple[str, ...] = (),
 ) -> MCPServerHandle:
     """Launch the server on a free loopback port and wait (up to `timeout` s) for its READY line."""
     cmd = [sys.executable, "-m", "tests.mcpserver", "--port", "0", "--as-url", as_url, "--scopes", scopes]
     cmd += ["--name", name]
     if required_scope:
         cmd += ["--required-scope", required_scope]
+    if issuer:
+        cmd += ["--issuer", issuer]
+    for habit in habits:
+        cmd += ["--habit", habit]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True, env=env)
     assert process.stdout is not None

@@ -27,6 +27,10 @@ from tests.mcpserver.counters import Counters, token_fingerprint
 log = logging.getLogger("tests.mcpserver")
 
 MCP_PATH = "/mcp"
+_PRM = "/.well-known/oauth-protected-resource"
+#: Habits of real MCP servers this one can imitate (tests/oauthserver/README.md "Habits").
+HABITS = frozenset({"no_resource_metadata_in_401", "resource_metadata_path_suffixed", "resource_metadata_root_only",
+                    "resource_trailing_slash"})
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,24 @@ class ServerSettings:
     scopes: list[str]
     required_scope: str | None = None
     name: str = "test"
+    habits: tuple[str, ...] = ()
 
     @property
     def resource(self) -> str:
-        return self.base_url + MCP_PATH
+        return self.base_url + MCP_PATH + ("/" if "resource_trailing_slash" in self.habits else "")
+
+    @property
+    def metadata_path(self) -> str:
+        if "resource_metadata_path_suffixed" in self.habits:
+            return MCP_PATH + _PRM
+        if "resource_metadata_root_only" in self.habits:
+            return _PRM
+        # RFC 9728 §3.1: the well-known segment goes between host and resource path.
+        return _PRM + MCP_PATH
 
     @property
     def metadata_url(self) -> str:
-        # RFC 9728 §3.1: the well-known segment goes between host and resource path.
-        return f"{self.base_url}/.well-known/oauth-protected-resource{MCP_PATH}"
+        return self.base_url + self.metadata_path
 
 
 def build_mcp(name: str, counters: Counters) -> MCPServer:
@@ -93,7 +106,7 @@ def build_app(settings: ServerSettings, counters: Counters | None = None) -> Sta
         introspector=introspector,
         counters=counters,
         resource=settings.resource,
-        metadata_url=settings.metadata_url,
+        metadata_url=None if "no_resource_metadata_in_401" in settings.habits else settings.metadata_url,
         scope_hint=" ".join(settings.scopes),
         required_scope=settings.required_scope,
     )
@@ -120,11 +133,14 @@ def build_app(settings: ServerSettings, counters: Counters | None = None) -> Sta
         async with introspector, mcp.session_manager.run():
             yield
 
+    metadata_paths = [settings.metadata_path]
+    if not {"resource_metadata_path_suffixed", "resource_metadata_root_only"} & set(settings.habits):
+        metadata_paths.append(_PRM)  # the root one too, as before
+    mcp_paths = [MCP_PATH, MCP_PATH + "/"] if "resource_trailing_slash" in settings.habits else [MCP_PATH]
     return Starlette(
         routes=[
-            Route(MCP_PATH, endpoint=gate, methods=["GET", "POST", "DELETE"]),
-            Route("/.well-known/oauth-protected-resource" + MCP_PATH, protected_resource, methods=["GET"]),
-            Route("/.well-known/oauth-protected-resource", protected_resource, methods=["GET"]),
+            *(Route(path, endpoint=gate, methods=["GET", "POST", "DELETE"]) for path in mcp_paths),
+            *(Route(path, protected_resource, methods=["GET"]) for path in metadata_paths),
             Route("/_test/counters", get_counters, methods=["GET"]),
             Route("/_test/reset_counters", reset_counters, methods=["POST"]),
         ],
@@ -158,6 +174,8 @@ async def serve(
     required_scope: str | None = None,
     name: str = "test",
     host: str = "127.0.0.1",
+    issuer: str | None = None,
+    habits: tuple[str, ...] = (),
 ) -> None:
     """Bind, print `READY <url>` once uvicorn accepts connections, serve until SIGTERM/SIGINT."""
     # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets; with proto 0 every SSE answer
@@ -166,7 +184,10 @@ async def serve(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
-    issuer, introspection_endpoint = await discover_issuer(as_url)
+    if issuer:  # named as it is: an issuer the AS's root metadata would not give (a tenant path, a slash)
+        introspection_endpoint = as_url.rstrip("/") + "/introspect"
+    else:
+        issuer, introspection_endpoint = await discover_issuer(as_url)
     settings = ServerSettings(
         base_url=f"http://{host}:{bound_port}",
         issuer=issuer,
@@ -174,6 +195,7 @@ async def serve(
         scopes=scopes or ["mcp:read"],
         required_scope=required_scope,
         name=name,
+        habits=habits,
     )
     config = uvicorn.Config(
         build_app(settings), log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2

@@ -113,8 +113,9 @@ def test_check_callback_iss() -> None:
     assert info.value.kind == "protocol"
     quiet = dataclasses.replace(META, iss_parameter_supported=False)
     check_callback_iss(quiet, None)
+    check_callback_iss(quiet, "https://as.example.com/")  # a trailing slash alone is forgiven (Google, Auth0)
     with pytest.raises(OAuthError):
-        check_callback_iss(quiet, "https://as.example.com/")  # simple string comparison
+        check_callback_iss(quiet, "https://as.example.com/x")
 
 
 def test_loopback_http_endpoint_through_oauthlib_without_a_process_wide_switch(

@@ -157,9 +157,10 @@ def test_well_known_prm_without_challenge_param(mcp: CannedServer) -> None:
     mcp.add("GET", "/.well-known/oauth-protected-resource", prm)
     d = discover(mcp.url("/mcp"))
     assert d.metadata.issuer == mcp.base_url + "/as"
-    assert paths(mcp)[:4] == [
+    assert paths(mcp)[:5] == [
         "POST /mcp",
         "GET /.well-known/oauth-protected-resource/mcp",
+        "GET /mcp/.well-known/oauth-protected-resource",  # the path-suffixed form some servers publish
         "GET /.well-known/oauth-protected-resource",
         "GET /.well-known/oauth-authorization-server/as",
     ]
@@ -270,7 +271,8 @@ def test_prm_resource_trailing_slash_and_lookalikes(mcp: CannedServer, published
         ),
     )
     if published == "/mcp/":
-        assert discover(mcp.url("/mcp")).resource == mcp.base_url + "/mcp"
+        # The same resource: the indicator sent is the one the server advertised (its AS knows that one).
+        assert discover(mcp.url("/mcp")).resource == mcp.base_url + "/mcp/"
     else:
         with pytest.raises(OAuthError):
             discover(mcp.url("/mcp"))

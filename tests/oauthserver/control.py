@@ -119,6 +119,14 @@ class OAuthServerHandle:
     def clear_fault(self) -> None:
         self._call("POST", "/_test/fault", {"mode": "none"})
 
+    def set_habits(self, *habits: str) -> None:
+        """The provider habits to imitate from now on (README.md "Habits"); none: spec-exact again."""
+        self._call("POST", "/_test/config", {"habits": list(habits)})
+
+    def forget_clients(self) -> None:
+        """Forget every registered client, as a server with in-memory clients does on a restart."""
+        self._call("POST", "/_test/forget_clients")
+
     def invalidate_refresh_tokens(self) -> None:
         self._call("POST", "/_test/invalidate")
 
@@ -209,7 +217,8 @@ def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 def start_oauth_server(access_ttl: float = 3600, refresh_ttl: float = 86400, rotate: bool = True,
                        consent: bool = False, pkce_metadata: bool = True,
                        scopes: str = "mcp:read mcp:write", timeout: float = 15,
-                       verbose: bool = False, port: int = 0) -> OAuthServerHandle:
+                       verbose: bool = False, port: int = 0,
+                       habits: tuple[str, ...] = ()) -> OAuthServerHandle:
     """Launch ``python -m tests.oauthserver --port PORT`` (0: a free one) and wait for its READY line."""
     cmd = [sys.executable, "-m", "tests.oauthserver", "--host", "127.0.0.1", "--port", str(port),
            "--access-ttl", str(access_ttl), "--refresh-ttl", str(refresh_ttl),
@@ -222,6 +231,8 @@ def start_oauth_server(access_ttl: float = 3600, refresh_ttl: float = 86400, rot
         cmd.append("--no-pkce-metadata")
     if verbose:
         cmd.append("--verbose")
+    for habit in habits:
+        cmd += ["--habit", habit]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env)

@@ -27,6 +27,8 @@ from .state import (
     AUTH_METHODS,
     FAULT_MODES,
     GRANT_TYPES,
+    HABITS,
+    ISSUER_PATH,
     PENDING_TTL,
     Client,
     Config,
@@ -60,6 +62,9 @@ _BAD_EXPIRES: dict[str, Any] = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: Entra ID's words when a request carries `resource` (RFC 8707) it does not accept.
+_ENTRA_RESOURCE = ("AADSTS9010010: The resource parameter provided in the request doesn't match with the "
+                   "requested scopes.")
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -198,9 +203,16 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def metadata(request: web.Request) -> web.Response:
     st = request.app[STATE]
-    iss = st.issuer
+    cfg = st.config
+    # RFC 8414 §3.1: an issuer with a path has its metadata at the well-known URI with that path inserted.
+    wanted_tail = ISSUER_PATH if cfg.has("issuer_with_path") else ""
+    if "/" + request.match_info.get("tail", "").strip("/") != (wanted_tail or "/"):
+        raise web.HTTPNotFound()
+    if cfg.has("openid_configuration_only") and "openid-configuration" not in request.path:
+        raise web.HTTPNotFound()
+    iss = st.issuer  # the endpoints stay at the root, as a real tenant's may
     body: dict[str, Any] = {
-        "issuer": iss,
+        "issuer": st.published_issuer,
         "authorization_endpoint": f"{iss}/authorize",
         "token_endpoint": f"{iss}/token",
         "registration_endpoint": f"{iss}/register",
@@ -215,8 +227,10 @@ async def metadata(request: web.Request) -> web.Response:
         "scopes_supported": list(st.config.scopes),
         "authorization_response_iss_parameter_supported": True,
     }
-    if st.config.pkce_metadata:
+    if st.config.pkce_metadata and not cfg.has("no_pkce_metadata"):
         body["code_challenge_methods_supported"] = ["S256"]
+    if cfg.has("no_registration_endpoint"):
+        del body["registration_endpoint"]
     return _json(body)
 
 
@@ -224,12 +238,18 @@ async def metadata(request: web.Request) -> web.Response:
 
 async def register(request: web.Request) -> web.Response:
     st = request.app[STATE]
+    if st.config.has("no_registration_endpoint"):
+        raise web.HTTPNotFound()
     body = await _json_object(request)
     uris = body.get("redirect_uris")
     if (not isinstance(uris, list) or not uris
             or not all(isinstance(u, str) and URL(u).is_absolute() for u in uris)):
         return _json({"error": "invalid_redirect_uri",
                       "error_description": "redirect_uris must be a list of absolute URIs"}, 400)
+    fixed = st.config.fixed_redirect_uri
+    if st.config.has("fixed_redirect_uri") and any(u != fixed for u in uris):
+        return _json({"error": "invalid_redirect_uri",
+                      "error_description": f"the only redirect URI allowed is {fixed}"}, 400)
     method = body.get("token_endpoint_auth_method", "client_secret_basic")
     if method not in AUTH_METHODS:
         return _json({"error": "invalid_client_metadata",
@@ -257,6 +277,8 @@ async def authorize(request: web.Request) -> web.Response:
     q = request.query
     client = st.clients.get(q.get("client_id", ""))
     if client is None:
+        if st.config.has("unrecognized_client_422"):
+            return _json({"message": "Unrecognized client_id"}, 422)  # Supabase's answer, shown to the person
         return _error_page(400, "invalid_client", "Unknown client_id.")
     redirect_uri = q.get("redirect_uri")
     given = redirect_uri is not None
@@ -284,7 +306,10 @@ async def authorize(request: web.Request) -> web.Response:
     if resource is not None and (not URL(resource).is_absolute() or URL(resource).fragment):
         # RFC 8707 §2: an absolute URI without a fragment.
         return _redirect(redirect_uri, {"error": "invalid_target", "state": state,
-                                        "iss": st.issuer})
+                                        "iss": st.published_issuer})
+    if resource is not None and st.config.has("resource_refused_invalid_target"):
+        return _redirect(redirect_uri, {"error": "invalid_target", "state": state, "iss": st.published_issuer,
+                                        "error_description": _ENTRA_RESOURCE})
     pending = PendingAuthorization(
         request_id=secrets.token_urlsafe(16),
         client_id=client.client_id,
@@ -298,7 +323,7 @@ async def authorize(request: web.Request) -> web.Response:
     )
     if st.config.auto_approve:
         code = st.issue_code(pending)
-        return _redirect(redirect_uri, {"code": code, "state": state, "iss": st.issuer})
+        return _redirect(redirect_uri, {"code": code, "state": state, "iss": st.published_issuer})
     st.add_pending(pending)
     name = str(client.metadata.get("client_name") or client.client_id)
     text = (
@@ -325,7 +350,7 @@ async def approve(request: web.Request) -> web.Response:
         return _error_page(400, err.error, err.description)
     code = st.issue_code(pending)
     return _redirect(pending.redirect_uri, {"code": code, "state": pending.state,
-                                            "iss": st.issuer})
+                                            "iss": st.published_issuer})
 
 
 async def deny(request: web.Request) -> web.Response:
@@ -337,7 +362,7 @@ async def deny(request: web.Request) -> web.Response:
         return _error_page(400, err.error, err.description)
     return _redirect(pending.redirect_uri, {"error": "access_denied",
                                             "error_description": "the user denied access",
-                                            "state": pending.state, "iss": st.issuer})
+                                            "state": pending.state, "iss": st.published_issuer})
 
 
 # -- token endpoint (RFC 6749 §3.2) ----------------------------------------------------------
@@ -401,6 +426,14 @@ async def token(request: web.Request) -> web.Response:
     if fault is not None and fault.mode in _STATELESS_FAULTS:
         return done(fault.mode, _fault_response(fault), False)
 
+    claimed = _claimed_client_id(request, form)
+    if claimed and claimed not in st.clients:
+        if st.config.has("unrecognized_client_422"):
+            return done("unrecognized_client", _json({"message": "Unrecognized client_id"}, 422), False)
+        if st.config.has("unknown_client_html_500"):
+            return done("html_500", _error_page(500, "Internal Server Error", "Something went wrong."), False)
+    if form_resource and st.config.has("resource_refused_invalid_target"):
+        return done("invalid_target", _oauth_error(OAuthError("invalid_target", _ENTRA_RESOURCE)), False)
     try:
         client = _authenticate(st, request, form)
         bad_expires = fault is not None and fault.mode in _BAD_EXPIRES
@@ -478,13 +511,24 @@ async def test_config(request: web.Request) -> web.Response:
             if not isinstance(body[key], bool):
                 return _bad(f"{key} must be a boolean")
             setattr(cfg, key, body[key])
+    if "habits" in body:
+        habits = body["habits"]
+        if not isinstance(habits, list) or any(h not in HABITS for h in habits):
+            return _bad(f"habits must be a list drawn from {sorted(HABITS)}")
+        cfg.habits = list(dict.fromkeys(habits))
+    for key in ("default_audience", "fixed_redirect_uri"):
+        if key in body:
+            if body[key] is not None and not isinstance(body[key], str):
+                return _bad(f"{key} must be a string or null")
+            setattr(cfg, key, body[key])
     return _json(_config_json(cfg))
 
 
 def _config_json(cfg: Config) -> dict[str, Any]:
     return {"access_ttl": cfg.access_ttl, "refresh_ttl": cfg.refresh_ttl, "rotate": cfg.rotate,
             "auto_approve": cfg.auto_approve, "pkce_metadata": cfg.pkce_metadata,
-            "scopes": list(cfg.scopes)}
+            "scopes": list(cfg.scopes), "habits": list(cfg.habits), "default_audience": cfg.default_audience,
+            "fixed_redirect_uri": cfg.fixed_redirect_uri}
 
 
 async def test_get_config(request: web.Request) -> web.Response:
@@ -519,6 +563,10 @@ async def test_fault(request: web.Request) -> web.Response:
 
 async def test_get_fault(request: web.Request) -> web.Response:
     return _json(request.app[STATE].fault.describe())
+
+
+async def test_forget_clients(request: web.Request) -> web.Response:
+    return _json({"forgotten": request.app[STATE].forget_clients()})
 
 
 async def test_invalidate(request: web.Request) -> web.Response:
@@ -570,6 +618,8 @@ def create_app(config: Config, issuer: str = "") -> web.Application:
         [
             web.get("/.well-known/oauth-authorization-server", metadata),
             web.get("/.well-known/openid-configuration", metadata),
+            web.get("/.well-known/oauth-authorization-server/{tail:.*}", metadata),
+            web.get("/.well-known/openid-configuration/{tail:.*}", metadata),
             web.post("/register", register),
             web.get("/authorize", authorize),
             web.post("/authorize/approve", approve),
@@ -582,6 +632,7 @@ def create_app(config: Config, issuer: str = "") -> web.Application:
             web.get("/_test/fault", test_get_fault),
             web.post("/_test/fault", test_fault),
             web.post("/_test/invalidate", test_invalidate),
+            web.post("/_test/forget_clients", test_forget_clients),
             web.post("/_test/clients", test_clients),
             web.get("/_test/counters", test_counters),
             web.post("/_test/reset_counters", test_reset_counters),

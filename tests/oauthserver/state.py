@@ -40,6 +40,23 @@ FAULT_MODES = frozenset(
         "oversized_answer",
     }
 )
+#: Named habits of real providers this server can imitate (README.md "Habits"); any number at once.
+HABITS = frozenset(
+    {
+        "no_registration_endpoint",
+        "unrecognized_client_422",
+        "unknown_client_html_500",
+        "issuer_with_path",
+        "openid_configuration_only",
+        "issuer_trailing_slash",
+        "issuer_mismatch",
+        "resource_refused_invalid_target",
+        "no_pkce_metadata",
+        "fixed_redirect_uri",
+    }
+)
+#: The tenant path of the `issuer_with_path` habit.
+ISSUER_PATH = "/tenant"
 GRANT_TYPES = ("authorization_code", "refresh_token")
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 
@@ -88,6 +105,14 @@ class Config:
     auto_approve: bool = True
     pkce_metadata: bool = True
     scopes: list[str] = field(default_factory=lambda: ["mcp:read", "mcp:write"])
+    habits: list[str] = field(default_factory=list)
+    #: The audience of tokens asked for without `resource` (Entra derives it from the app registration).
+    default_audience: str | None = None
+    #: The one redirect URI the `fixed_redirect_uri` habit accepts (Slack: http://localhost:3118/callback).
+    fixed_redirect_uri: str | None = None
+
+    def has(self, habit: str) -> bool:
+        return habit in self.habits
 
 
 @dataclass
@@ -252,6 +277,21 @@ class ServerState:
         self._grant_seq = 0
         self._client_seq = 0
 
+    @property
+    def published_issuer(self) -> str:
+        """The issuer the metadata and the `iss` parameter name, as the habits bend it."""
+        cfg = self.config
+        if cfg.has("issuer_mismatch"):
+            return self.issuer + "/someone-else"
+        iss = self.issuer + (ISSUER_PATH if cfg.has("issuer_with_path") else "")
+        return iss + "/" if cfg.has("issuer_trailing_slash") else iss
+
+    def forget_clients(self) -> int:
+        """What an authorization server with in-memory clients does on a restart."""
+        count = len(self.clients)
+        self.clients.clear()
+        return count
+
     # -- clients -----------------------------------------------------------------------------
 
     def add_client(
@@ -391,7 +431,7 @@ class ServerState:
             grant_id=f"g{self._grant_seq}",
             client_id=client.client_id,
             scope=ac.scope,
-            resource=resource or ac.resource,
+            resource=resource or ac.resource or self.config.default_audience,
             sub=DEFAULT_SUB,
         )
         self.grants[grant.grant_id] = grant

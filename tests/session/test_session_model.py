@@ -22,7 +22,7 @@ from mcpproxy import session as core
 from mcpproxy.config import OAuthSettings, ServerConfig
 from mcpproxy.oauth.discovery import AuthServerMetadata, Discovery
 from mcpproxy.oauth.errors import OAuthError
-from mcpproxy.oauth.registration import ClientRegistration
+from mcpproxy.oauth.registration import ClientRegistration, ClientUnknown
 from mcpproxy.oauth.tokens import TokenResponse
 from mcpproxy.record import TokenRecord
 from mcpproxy.work import Discover, Exchange, Probe, Probed, Refresh, Register, Revoke, Revoked
@@ -35,7 +35,7 @@ META = AuthServerMetadata(issuer="https://as.example.com", authorization_endpoin
                           scopes_supported=(), iss_parameter_supported=False)
 DISCOVERY = Discovery(resource="https://mcp.example.com/mcp", metadata=META, scopes=("read",))
 REFRESH_OUTCOMES = ("rotate", "rotate", "rotate", "keep", "keep", "network", "server", "retry_after", "lost",
-                    "invalid_grant", "invalid_client", "protocol")
+                    "invalid_grant", "invalid_client", "protocol", "unrecognized_client", "html_500")
 #: A `make test` run: MCPPROXY_MODEL_EXAMPLES interleavings of up to MCPPROXY_MODEL_STEPS steps each.
 EXAMPLES = int(os.environ.get("MCPPROXY_MODEL_EXAMPLES", "400"))
 STEPS = int(os.environ.get("MCPPROXY_MODEL_STEPS", "80"))
@@ -104,6 +104,8 @@ class SessionModel(RuleBasedStateMachine):
                 self.feed(core.ClientLoaded(issuer, self.clients.get(issuer)))
             case core.SaveClient(issuer, client):
                 self.clients[issuer] = client
+            case core.DropClient(issuer):
+                self.clients.pop(issuer, None)
 
     # ---- invariants on each step's effects ----------------------------------------------------------
 
@@ -144,6 +146,12 @@ class SessionModel(RuleBasedStateMachine):
                                                        "oauth.logout") for e in effects):
             self.streak_events = 0
         assert refresh_failed <= 1
+        if any(isinstance(e, core.DropClient) for e in effects):
+            # A registration is dropped only when the session gives up on it: a refresh failed for good, or
+            # the login's code exchange failed (its asker is told to log in again).
+            told = refresh_failed or any(isinstance(e, core.Reply) and isinstance(e.answer, core.Failure)
+                                         and e.answer.kind == "invalid_client" for e in effects)
+            assert told, effects
         if refresh_failed:
             self.failed_for_good = True
         if isinstance(event, core.LogoutWanted):
@@ -254,6 +262,10 @@ class SessionModel(RuleBasedStateMachine):
             result = OAuthError("network", "connection reset")
         elif outcome == "retry_after":
             result = OAuthError("server", "busy", retry_after=120.0)
+        elif outcome == "unrecognized_client":
+            result = ClientUnknown("HTTP 422 Unrecognized client_id")
+        elif outcome == "html_500":
+            result = ClientUnknown("HTTP 500 with an HTML page", certain=False)
         else:
             result = OAuthError(outcome, outcome)  # type: ignore[arg-type]
         before_gen = self.s.generation

@@ -111,3 +111,40 @@ def test_the_actor_system_is_always_the_socket_free_queue_base():
     from actors.system import SYSTEM_BASE
 
     assert SYSTEM_BASE == "multiprocQueueBase"
+
+
+@pytest.mark.parametrize("oauth,needle", [
+    ({"resource": "sometimes"}, "oauth.resource: expected \"auto\", \"omit\""),
+    ({"resource": "https://api.example.com/#frag"}, "oauth.resource"),
+    ({"resource": "https://a.example.com", "extra_params": {"resource": "https://b.example.com"}},
+     "oauth.resource: given twice"),
+    ({"assume_pkce_s256": "yes"}, "oauth.assume_pkce_s256: expected true or false"),
+    ({"redirect_uri": "https://localhost:3118/callback"}, "oauth.redirect_uri: expected an http:// URL on a loopback"),
+    ({"redirect_uri": "http://example.com:3118/callback"}, "oauth.redirect_uri: expected an http:// URL on a loopback"),
+    ({"redirect_uri": "http://localhost/callback"}, "oauth.redirect_uri: expected an explicit port"),
+    ({"redirect_uri": "http://localhost:3118/cb?x=1"}, "oauth.redirect_uri: expected a path and no query"),
+    ({"redirect_uri": "http://127.0.0.1:8080/cb"}, "oauth.redirect_uri: port 8080 is the service's own"),
+    ({"redirect_uri": 3118}, "oauth.redirect_uri: expected a URL"),
+])
+def test_provider_settings_are_validated_by_field(oauth, needle):
+    c = config_from_document(doc(mcpServers=[{"name": "p", "url": "https://a.example.com/mcp", "oauth": oauth}]),
+                             None, env={})
+    assert not c.servers
+    assert any(f"mcpServers[0] (p).{needle}" in p for p in c.problems), c.problems
+
+
+def test_provider_settings_read_back():
+    c = config_from_document(doc(mcpServers=[{"name": "p", "url": "https://a.example.com/mcp", "oauth": {
+        "client_id": "app", "resource": "omit", "redirect_uri": "http://localhost:3118/callback",
+        "assume_pkce_s256": True}}]), None, env={})
+    o = c.servers[0].oauth
+    assert (o.resource, o.redirect_uri, o.assume_pkce_s256, o.resource_override) == (
+        "omit", "http://localhost:3118/callback", True, None)
+    given = config_from_document(doc(mcpServers=[{"name": "p", "url": "https://a.example.com/mcp",
+                                                  "oauth": {"resource": "https://api.example.com"}}]), None, env={})
+    assert given.servers[0].oauth.resource_override == "https://api.example.com"
+    legacy = config_from_document(doc(mcpServers=[{"name": "p", "url": "https://a.example.com/mcp",
+                                                   "oauth": {"extra_params": {"resource": "https://x.example.com"}}}]),
+                                  None, env={})
+    assert legacy.servers[0].oauth.resource == "auto"
+    assert legacy.servers[0].oauth.resource_override == "https://x.example.com"

@@ -28,6 +28,16 @@ export interface ServerStatus {
   user_logged_out: boolean
   connected: boolean | null
   last_probe_at: string | null
+  oauth_settings?: OAuthSettings | null
+}
+
+// A server's `oauth` config as applied (docs/configuration.md); never the secret itself.
+export interface OAuthSettings {
+  client_id: string | null
+  client_secret_set: boolean
+  resource: string
+  redirect_uri: string | null
+  assume_pkce_s256: boolean
 }
 
 export interface ServerStats {
