@@ -2,7 +2,9 @@
 
 PSS (proportional set size) splits each shared page among the processes sharing it, so the sum over
 the service's processes is what the service really costs; per server is the growth over an empty
-service divided by N.
+service divided by N. Then one TokenActor against the floor: N idle actors forked the same way
+(bench/floor.py), both read from /proc/PID/smaps and split into heap, other anonymous and file-backed
+private pages.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psutil
 
@@ -128,7 +130,7 @@ class MemoryRun:
     after: int = 0
     refreshes: int = 0
     actor: Private | None = None  # a TokenActor (median), logged in and idle
-    floor: Private | None = field(default=None)  # an idle actor forked the same way (median), same N
+    floor: Private | None = None  # an idle actor forked the same way (median), same N
 
 
 def sample(f: Fleet) -> tuple[int, int]:
