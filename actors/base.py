@@ -35,14 +35,23 @@ def guarded(handler: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def name_process(title: str) -> None:
-    """Names this actor's process (ps, top, psutil) — e.g. `mcpproxy:github` (Linux keeps 15 bytes)."""
+def _prctl() -> Callable[..., int] | None:
     try:
         import ctypes
 
-        ctypes.CDLL(None).prctl(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
+        return ctypes.CDLL(None).prctl  # type: ignore[no-any-return]
     except (OSError, AttributeError):
-        pass
+        return None
+
+
+#: Looked up once, before the fork: each CDLL() makes a new ctypes class, ~60 kB of copied pages per actor.
+_PRCTL = _prctl()
+
+
+def name_process(title: str) -> None:
+    """Names this actor's process (ps, top, psutil) — e.g. `mcpproxy:github` (Linux keeps 15 bytes)."""
+    if _PRCTL is not None:
+        _PRCTL(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
 class GuardedActor(ActorTypeDispatcher):

@@ -47,7 +47,9 @@ def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> Actor
     tune_thespian()
     become_subreaper()
     import actors.supervisor  # noqa: F401 — imported before the freeze, so every actor shares these pages
+    from actors.warmup import rehearse
 
+    rehearse()  # the login path's one-time writes, done here once instead of in every TokenActor
     gc.collect()
     gc.freeze()  # children share the parent's pages instead of copying them (~5 MB PSS each, not ~18)
     return ActorSystem(SYSTEM_BASE, {}, logDefs=log_defs or False)

@@ -75,7 +75,8 @@ def run_refresh(sizes: list[int], quick: bool) -> list[Table]:
 def run_memory(sizes: list[int], quick: bool) -> list[Table]:
     plan = memory.QUICK if quick else memory.FULL
     base = memory.baseline()
-    return [memory.table(base, [memory.measure(n, plan) for n in sizes], plan)]
+    runs = [memory.measure(n, plan) for n in sizes]
+    return [memory.table(base, runs, plan), memory.floor_table(runs)]
 
 
 def run_startup(sizes: list[int], quick: bool) -> list[Table]:

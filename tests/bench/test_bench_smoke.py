@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
+from bench import floor, memory
 from bench.__main__ import main
 from bench.refresh import lateness_of
 from bench.stats import Summary, Table, percentile
 
-FIGURE_TITLES = ("Refresh lateness", "SSE delivery", "Memory", "Startup to ready", "Logout latency",
-                 "Pass-through overhead")
+FIGURE_TITLES = ("Refresh lateness", "SSE delivery", "Memory", "Memory of one TokenActor", "Startup to ready",
+                 "Logout latency", "Pass-through overhead")
 
 
 def test_percentile_is_nearest_rank() -> None:
@@ -35,6 +39,24 @@ def test_table_says_plainly_when_a_target_is_missed() -> None:
     t = Table("X", "p99 ≤ 1 ms", ["a"], [["1"]], met=False)
     assert "**MISSED**" in t.markdown()
     assert "MISSED" in t.text()
+
+
+def test_smaps_splits_a_process_s_private_pages() -> None:
+    p = memory.smaps(os.getpid())
+    assert p.pss > 0 and p.heap > 0 and p.anon > 0 and p.file > 0
+    assert p.private == p.heap + p.anon + p.file
+
+
+@pytest.mark.timeout(120)
+def test_the_floor_is_measured_from_outside_and_stopped() -> None:
+    p = memory.floor_of(2)
+    assert p is not None and p.pss > 2**20 and p.private > 2**20
+    idle = [q for q in psutil.process_iter(["name"]) if q.info["name"] == floor.IDLE_NAME]
+    deadline = time.monotonic() + 20
+    while idle and time.monotonic() < deadline:
+        idle = [q for q in idle if q.is_running() and q.status() != psutil.STATUS_ZOMBIE]
+        time.sleep(0.1)
+    assert not idle, "the floor's actors outlived it"
 
 
 @pytest.mark.timeout(120)
