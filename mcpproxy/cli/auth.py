@@ -44,7 +44,7 @@ def load(config_path: str | None, data_dir: str | None) -> Config:
     try:
         return load_config(path, data_dir=data_dir)
     except ConfigError as e:
-        fail(str(e))
+        fail("; ".join(e.problems))
 
 
 def oauth_server(config: Config, name: str) -> ServerConfig:

@@ -143,7 +143,7 @@ def _resolve(config_path: str | None, data_dir: str | None) -> tuple[Path, Path]
         try:
             return path, load_config(path, data_dir=data_dir).data_dir
         except ConfigError as e:
-            raise click.ClickException(str(e)) from None
+            raise click.ClickException("; ".join(e.problems)) from None
     return path, Path(data_dir or os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
 
 

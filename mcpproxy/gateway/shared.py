@@ -21,6 +21,8 @@ class ConfigRef:
     """The running config; a reload swaps `current` (aiohttp app state is frozen after startup)."""
 
     current: Config
+    #: Why the file on disk is not what runs: the problems of the last edit a reload refused; empty once it runs.
+    refused: tuple[str, ...] = ()
 
 
 CONFIG = web.AppKey("config", ConfigRef)
