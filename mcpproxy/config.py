@@ -36,10 +36,12 @@ TYPO_CUTOFF = 0.75
 class ConfigError(ValueError):
     """The config cannot be used at all; the message names the file and the field, one line per problem."""
 
-    def __init__(self, *problems: str, warnings: tuple[str, ...] = ()) -> None:
+    def __init__(self, *problems: str, warnings: tuple[str, ...] = (), partial: Config | None = None) -> None:
         super().__init__("\n".join(problems))
         self.problems: tuple[str, ...] = problems
         self.warnings = warnings  # found on the way, for `config validate`
+        #: What could be read (listen, data_dir, api_key): enough for the CLI to find the running service.
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -206,6 +208,7 @@ def config_from_document(
     api_key = env.get("MCPPROXY_API_KEY") or doc.get("api_key")
     if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 16):
         fatal.append(f"{where}: api_key: expected a string of at least 16 characters")
+        api_key = None
 
     threshold = doc.get("oauth_refresh_threshold", DEFAULT_THRESHOLD)
     lo, hi = THRESHOLD_RANGE
@@ -251,9 +254,7 @@ def config_from_document(
         seen.add(server.name)
         servers.append(server)
 
-    if fatal:
-        raise ConfigError(*fatal, *problems, warnings=tuple(warnings))
-    return Config(
+    config = Config(
         listen_host=host,
         listen_port=port,
         data_dir=Path(dd).expanduser(),
@@ -264,6 +265,10 @@ def config_from_document(
         problems=tuple(problems),
         warnings=tuple(warnings),
     )
+    if fatal:
+        partial = config if port else None
+        raise ConfigError(*fatal, *problems, warnings=tuple(warnings), partial=partial)
+    return config
 
 
 def typo_of(key: str, known: frozenset[str]) -> str | None:

@@ -210,7 +210,7 @@ def load_config_quietly(config_path: str | None) -> tuple[Config | None, Path, s
     try:
         return load_config(path), path, None
     except ConfigError as e:
-        return None, path, str(e)
+        return e.partial, path, str(e)  # a broken edit still names the service's address and key
 
 
 def locate(url: str | None = None, api_key: str | None = None, config_path: str | None = None,
