@@ -231,7 +231,11 @@ def locate(url: str | None = None, api_key: str | None = None, config_path: str 
             url = f"http://{host}:{port}"
     data_dir = config.data_dir if config is not None else Path(
         os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
-    home = f"api_key in {config.path}" if config is not None and config.api_key else str(api_key_path(data_dir))
+    env_key = os.environ.get("MCPPROXY_API_KEY")
+    if config is not None and config.api_key and config.api_key != env_key:
+        home = f"api_key in {config.path}"
+    else:  # the key the service generated, unless it was started with a key of its own
+        home = f"{api_key_path(data_dir)}" + (", or the MCPPROXY_API_KEY it was started with" if env_key else "")
     if not key:
         if config is not None and config.api_key:
             key, source = config.api_key, f"api_key in {config.path}"
