@@ -33,6 +33,11 @@ STARTED = web.AppKey("started_at", float)
 LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
 
 
+#: Everything but the Web UI and /mcp is data, or a page without script (the OAuth callback): nothing loads,
+#: nothing frames it.
+OTHER_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, kind: str | None = None) -> None:
         super().__init__(message)

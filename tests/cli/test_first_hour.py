@@ -4,6 +4,7 @@ config is caught and the running set kept, problems reach `mcpproxy-ctl status`,
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -190,3 +191,20 @@ def test_standalone_auth_status_shows_what_the_service_would(service: ServiceHan
     assert "Auth Error" in row, r.stdout
     service.start()
     assert service.wait_status("demo", lambda s: s["oauth_status"] == "error", 15, "the service agreeing")
+
+
+def test_a_failed_login_page_closes_itself_and_runs_no_other_script(service: ServiceHandle) -> None:
+    """Item 8, the service's side: the callback page of a failed login closes the tab the Web UI opened; its CSP
+    allows that one script by hash, so nothing the authorization server sends can run."""
+    from urllib.parse import parse_qs, urlsplit
+
+    state = parse_qs(urlsplit(service.start_login("demo")).query)["state"][0]
+    r = requests.get(f"{service.base_url}/oauth/callback", timeout=30, params={
+        "state": state, "error": "access_denied", "error_description": "<script>alert(1)</script>"})
+    assert r.status_code == 400
+    csp = r.headers["Content-Security-Policy"]
+    assert csp.startswith("default-src 'none';") and re.search(r"; script-src 'sha256-[A-Za-z0-9+/=]+'$", csp), csp
+    assert r.text.count("<script>") == 1 and "<script>window.close()</script>" in r.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text
+    unknown = requests.get(f"{service.base_url}/oauth/callback?state=nope&code=x", timeout=10)
+    assert "<script>" not in unknown.text and "script-src" not in unknown.headers["Content-Security-Policy"]
