@@ -107,3 +107,16 @@ def test_every_problem_in_one_run_top_level_and_servers(tmp_path: Path) -> None:
     # Far from any known key: reported with its path and the keys known there, and ignored.
     assert "warning: " in err and "headerz: unknown setting, ignored (known here: api_key, data_dir" in err
     assert "mcpServers[2] (c).env: unknown setting, ignored (known here: args, command, enabled" in err
+
+
+def test_serve_refuses_a_misspelt_key_naming_every_problem(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"data_dir": str(tmp_path), "oauth_refresh_treshold": 0.7, "mcpServers": [
+        {"name": "gh", "url": "https://example.com/mcp", "enabld": False}]})
+    r = CliRunner().invoke(cli, ["serve", "--config", str(path)], env={"MCPPROXY_API_KEY": None,
+                                                                       "MCPPROXY_LISTEN": None})
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        f"mcpproxy: {path}: oauth_refresh_treshold: unknown setting; did you mean 'oauth_refresh_threshold'? (line 1)",
+        f"mcpproxy: {path}: mcpServers[0] (gh).enabld: unknown setting; did you mean 'enabled'? (line 1)",
+    ]
+    assert not (tmp_path / "store").exists()
