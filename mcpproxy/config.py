@@ -1,7 +1,8 @@
 """The config file (docs/architecture.md "Config"): load, validate, default, environment overrides.
 
 A broken server entry is reported with its field path and left out; the other servers still run.
-A broken file (not JSON, wrong top-level types) raises ConfigError naming the file and the field.
+A broken file (not JSON, a wrong top-level field, a misspelt key) raises ConfigError with every problem
+found, each naming the file and the field. Unknown keys are checked against the known-keys table.
 """
 
 from __future__ import annotations
