@@ -1,11 +1,13 @@
 """The config file (docs/architecture.md "Config"): load, validate, default, environment overrides.
 
 A broken server entry is reported with its field path and left out; the other servers still run.
-A broken file (not JSON, wrong top-level types) raises ConfigError naming the file and the field.
+A broken file (not JSON, a wrong top-level field, a misspelt key) raises ConfigError with every problem
+found, each naming the file and the field. Unknown keys are checked against the known-keys table.
 """
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -22,17 +24,29 @@ DEFAULT_DATA_DIR = "~/.mcpproxy"
 DEFAULT_THRESHOLD = 0.8
 THRESHOLD_RANGE = (0.5, 0.95)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-#: The top-level settings this version reads; any other key is reported as unknown and ignored.
+#: The known-keys table: the keys this version reads at each level of the file. A key not listed is reported
+#: with its path — an error when it is close to a known one (a typo), else a warning — so a new setting is one
+#: entry here.
 KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
+SERVER_KEYS = frozenset({"name", "protocol", "enabled", "url", "oauth", "command", "args"})
 #: The settings a server's `oauth` object reads (docs/configuration.md "Server fields").
-KNOWN_OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", "resource", "redirect_uri",
-                              "assume_pkce_s256"})
+OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", "resource", "redirect_uri",
+                        "assume_pkce_s256"})
 #: `oauth.resource`: send the RFC 8707 indicator discovery found (`auto`), none (`omit`), or a given URI.
 RESOURCE_MODES = ("auto", "omit")
+#: How alike an unknown key and a known one must be (difflib ratio) to be taken for a typo of it.
+TYPO_CUTOFF = 0.75
 
 
 class ConfigError(ValueError):
-    """The config cannot be used at all; the message names the file and the field."""
+    """The config cannot be used at all; the message names the file and the field, one line per problem."""
+
+    def __init__(self, *problems: str, warnings: tuple[str, ...] = (), partial: Config | None = None) -> None:
+        super().__init__("\n".join(problems))
+        self.problems: tuple[str, ...] = problems
+        self.warnings = warnings  # found on the way, for `config validate`
+        #: What could be read (listen, data_dir, api_key): enough for the CLI to find the running service.
+        self.partial = partial
 
 
 @dataclass(frozen=True)
@@ -156,14 +170,15 @@ def load_config(
     env = os.environ if env is None else env
     path = (path or default_config_path()).expanduser()
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = json.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file (run `mcpproxy serve` once to create it)") from None
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}: not valid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot be read: {e.strerror}") from None
-    return config_from_document(doc, path, listen=listen, data_dir=data_dir, env=env)
+    return config_from_document(doc, path, listen=listen, data_dir=data_dir, env=env, text=text)
 
 
 def config_from_document(
@@ -173,59 +188,94 @@ def config_from_document(
     listen: str | None = None,
     data_dir: str | None = None,
     env: Mapping[str, str] | None = None,
+    text: str | None = None,
 ) -> Config:
+    """Every problem of the file in one pass: the top-level ones raise ConfigError together with the servers'."""
     env = os.environ if env is None else env
     where = str(path) if path else "config"
     if not isinstance(doc, dict):
         raise ConfigError(f"{where}: the top level must be a JSON object")
+    fatal: list[str] = []
+    warnings: list[str] = []
 
+    def check_keys(obj: dict[str, Any], known: frozenset[str], at: str) -> list[str]:
+        """Reports the unknown keys of one object; returns the errors (a typo of a known key)."""
+        errors: list[str] = []
+        for key in sorted(str(k) for k in obj if k not in known):
+            sentence = f"{where}: {_joined(at, key)}: {unknown_key(key, known)}{_line(text, key)}"
+            (errors if typo_of(key, known) else warnings).append(sentence)
+        return errors
+
+    fatal += check_keys(doc, KNOWN_KEYS, "")
+
+    host, port = "127.0.0.1", 0
     listen_value = listen or env.get("MCPPROXY_LISTEN") or doc.get("listen", DEFAULT_LISTEN)
-    if not isinstance(listen_value, str):
-        raise ConfigError(f"{where}: listen: expected a string such as \"127.0.0.1:8080\"")
-    host, port = parse_listen(listen_value, f"{where}: listen")
+    try:
+        if not isinstance(listen_value, str):
+            raise ConfigError(f"{where}: listen: expected a string such as \"127.0.0.1:8080\"")
+        host, port = parse_listen(listen_value, f"{where}: listen")
+    except ConfigError as e:
+        fatal.append(str(e))
 
     dd = data_dir or env.get("MCPPROXY_DATA_DIR") or doc.get("data_dir", DEFAULT_DATA_DIR)
     if not isinstance(dd, str) or not dd:
-        raise ConfigError(f"{where}: data_dir: expected a folder path")
+        fatal.append(f"{where}: data_dir: expected a folder path")
+        dd = DEFAULT_DATA_DIR
 
     api_key = env.get("MCPPROXY_API_KEY") or doc.get("api_key")
     if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 16):
-        raise ConfigError(f"{where}: api_key: expected a string of at least 16 characters")
+        fatal.append(f"{where}: api_key: expected a string of at least 16 characters")
+        api_key = None
 
     threshold = doc.get("oauth_refresh_threshold", DEFAULT_THRESHOLD)
     lo, hi = THRESHOLD_RANGE
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not lo <= threshold <= hi:
         # 1.0 is allowed as "no proactive refresh" (the pass-through's reactive path still refreshes).
         if threshold != 1.0:
-            raise ConfigError(
+            fatal.append(
                 f"{where}: oauth_refresh_threshold: expected a number from {lo} to {hi} (or 1.0 to turn "
                 f"proactive refresh off), got {threshold!r}"
             )
+            threshold = DEFAULT_THRESHOLD
 
-    servers_doc = doc.get("mcpServers", [])
+    misspelt = [k for k in doc if k not in KNOWN_KEYS and typo_of(str(k), KNOWN_KEYS) == "mcpServers"]
+    # Under a misspelt key the servers are checked too, so one run reports their problems as well.
+    servers_doc = doc.get("mcpServers", doc[misspelt[0]] if misspelt else [])
     if isinstance(servers_doc, dict):  # the Claude Desktop shape: {"name": {...}}
         servers_doc = [{"name": k, **v} if isinstance(v, dict) else v for k, v in servers_doc.items()]
     if not isinstance(servers_doc, list):
-        raise ConfigError(f"{where}: mcpServers: expected a list of server objects")
+        fatal.append(f"{where}: mcpServers: expected a list of server objects")
+        servers_doc = []
 
     servers: list[ServerConfig] = []
     problems: list[str] = []
     seen: set[str] = set()
     for i, entry in enumerate(servers_doc):
+        at = f"mcpServers[{i}]"
+        errors: list[str] = []
+        if isinstance(entry, dict):
+            name = entry.get("name")
+            label = f"{at} ({name})" if isinstance(name, str) else at
+            errors += check_keys(entry, SERVER_KEYS, label)
+            if isinstance(entry.get("oauth"), dict):
+                errors += check_keys(entry["oauth"], OAUTH_KEYS, f"{label}.oauth")
         try:
-            server = _parse_server(entry, f"mcpServers[{i}]")
+            server = _parse_server(entry, at)
             fixed = server.oauth.redirect_uri if server.oauth else None
             if fixed and urlsplit(fixed).port == port:
-                raise ConfigError(f"mcpServers[{i}] ({server.name}).oauth.redirect_uri: port {port} is the service's "
+                raise ConfigError(f"{at} ({server.name}).oauth.redirect_uri: port {port} is the service's "
                                   "own; leave redirect_uri out to use its /oauth/callback, or pick another port")
             if server.name in seen:
-                raise ConfigError(f"mcpServers[{i}].name: {server.name!r} is used twice")
-            seen.add(server.name)
-            servers.append(server)
+                raise ConfigError(f"{at}.name: {server.name!r} is used twice")
         except ConfigError as e:
-            problems.append(f"{where}: {e}")
+            errors.append(f"{where}: {e}")
+        if errors:
+            problems += errors  # a typo may change what the entry means ("oauht" would mean "discover")
+            continue
+        seen.add(server.name)
+        servers.append(server)
 
-    return Config(
+    config = Config(
         listen_host=host,
         listen_port=port,
         data_dir=Path(dd).expanduser(),
@@ -234,13 +284,46 @@ def config_from_document(
         servers=tuple(servers),
         path=path,
         problems=tuple(problems),
-        warnings=tuple(f"{where}: {key}: unknown setting, ignored" for key in unknown_keys(doc)),
+        warnings=tuple(warnings),
     )
+    if fatal:
+        partial = config if port else None
+        raise ConfigError(*fatal, *problems, warnings=tuple(warnings), partial=partial)
+    return config
+
+
+def typo_of(key: str, known: frozenset[str]) -> str | None:
+    """The known key `key` is most likely a typo of (another case, a letter more or less), else None."""
+    folded = {k.lower(): k for k in known}
+    if key.lower() in folded:
+        return folded[key.lower()]
+    close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=TYPO_CUTOFF)
+    return close[0] if close else None
+
+
+def unknown_key(key: str, known: frozenset[str]) -> str:
+    """The sentence for an unknown key: the known key it is a typo of, else the keys known there."""
+    guess = typo_of(key, known)
+    if guess:
+        return f"unknown setting; did you mean '{guess}'?"
+    return f"unknown setting, ignored (known here: {', '.join(sorted(known))})"
 
 
 def unknown_keys(doc: Mapping[str, Any]) -> list[str]:
     """Top-level keys this version does not read (a typo, or a removed setting such as actor_system)."""
     return sorted(str(key) for key in doc if key not in KNOWN_KEYS)
+
+
+def _joined(at: str, key: str) -> str:
+    return f"{at}.{key}" if at else key
+
+
+def _line(text: str | None, key: str) -> str:
+    """ " (line N)" when the key occurs exactly once in the file's text: the parser gives no positions of keys."""
+    if not text:
+        return ""
+    found = [m.start() for m in re.finditer(r'"' + re.escape(json.dumps(key)[1:-1]) + r'"\s*:', text)]
+    return f" (line {text.count(chr(10), 0, found[0]) + 1})" if len(found) == 1 else ""
 
 
 def _parse_server(entry: Any, at: str) -> ServerConfig:

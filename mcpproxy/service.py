@@ -129,16 +129,17 @@ class ConfigReloader:
                 new = load_config(self.path, listen=self.overrides.get("listen"),
                                   data_dir=self.overrides.get("data_dir"))
             except ConfigError as e:
-                log.error("config reload (%s): %s; keeping the running configuration", reason, e)
-                return False
+                return self._refuse(reason, e.problems)
             broken = [p for p in new.problems if p not in old.problems]
             if broken:
                 # A half-finished edit of one server must not stop its running actor.
-                for problem in broken:
-                    log.error("config reload (%s): %s", reason, problem)
-                log.error("config reload (%s): keeping the running configuration until %s is fixed", reason,
-                          self.path)
-                return False
+                return self._refuse(reason, tuple(broken))
+            if old.servers and not new.servers:
+                # An empty or misspelt mcpServers is far likelier a mistake than a wish to stop everything.
+                return self._refuse(reason, (
+                    f"{self.path}: the edit leaves no servers (mcpServers is empty or missing); keeping the "
+                    f"running {len(old.servers)} server(s) — restart mcpproxy to run with none",))
+            self.ref.refused = ()
             new = self._keep_restart_only(old, new)
             if new == old:
                 log.info("config reload (%s): nothing changed", reason)
@@ -161,6 +162,14 @@ class ConfigReloader:
                      ", ".join(answer.added) or "none", ", ".join(answer.removed) or "none",
                      ", ".join(answer.changed) or "none")
             return True
+
+    def _refuse(self, reason: str, problems: tuple[str, ...]) -> bool:
+        """Keeps the running set; the problems go to the log and to the status (`config_problems`) until fixed."""
+        for problem in problems:
+            log.error("config reload (%s): %s", reason, problem)
+        log.error("config reload (%s): keeping the running configuration until %s is fixed", reason, self.path)
+        self.ref.refused = problems
+        return False
 
     @staticmethod
     def _keep_restart_only(old: Config, new: Config) -> Config:

@@ -9,6 +9,7 @@ enabled servers and says what it left of each disabled one.
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,7 @@ from mcpproxy.oauth.http import new_session
 from mcpproxy.record import RecordError
 from mcpproxy.status import static_status
 from mcpproxy.store import TokenStore, store_path
-from mcpproxy.work import Revoke
+from mcpproxy.work import Probe, Refresh, Revoke
 
 
 def load(config_path: str | None, data_dir: str | None) -> Config:
@@ -44,7 +45,7 @@ def load(config_path: str | None, data_dir: str | None) -> Config:
     try:
         return load_config(path, data_dir=data_dir)
     except ConfigError as e:
-        fail(str(e))
+        fail("; ".join(e.problems))
 
 
 def oauth_server(config: Config, name: str) -> ServerConfig:
@@ -110,17 +111,55 @@ def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) ->
     return f"{where}: token deleted and revoked at the authorization server."
 
 
+#: The work `auth status` carries out as the service would on start: a due refresh, then the probe of its token.
+STATUS_WORK = (Refresh, Probe)
+STATUS_WORK_LIMIT = 4
+
+
 def standalone_status(config: Config, name: str | None) -> list[dict[str, Any]]:
-    """What the store holds, as the status objects the service would show right after it starts."""
+    """The status objects the service would show once started: the stored sessions, with the service's own rules
+    run on them (a due refresh is made, and its answer kept), so a refresh token the authorization server no
+    longer takes shows Auth Error here too, not Authenticated. A disabled server shows what its store holds."""
     servers = [oauth_server(config, name)] if name else list(config.servers)
     store = TokenStore(config.data_dir) if store_path(config.data_dir).exists() else None
-    now = time.time()
     try:
-        return [_restored(config, s, store).status(now) if s.is_oauth else static_status(s)
-                for s in servers]
+        rows = []
+        for s in servers:
+            if not s.is_oauth:
+                rows.append(static_status(s))
+            elif s.enabled and store is not None:
+                rows.append(_as_the_service_would(config, s, store))
+            else:
+                rows.append(_restored(config, s, store).status(time.time()))
+        return rows
     finally:
         if store is not None:
             store.close()
+
+
+def _as_the_service_would(config: Config, server: ServerConfig, store: TokenStore) -> dict[str, Any]:
+    """Steps the restored session as the service's TokenActor does at start; the store gets what it would."""
+    session = _restored(config, server, store)
+    session, effects = core.step(session, core.ClockJumped(), time.time())
+    http = None
+    for _ in range(STATUS_WORK_LIMIT):
+        work = None
+        for effect in effects:
+            if isinstance(effect, core.Persist):
+                store.put_token(server.name, effect.record)
+            elif isinstance(effect, core.SendWork) and isinstance(effect.op, STATUS_WORK) and work is None:
+                work = effect
+        if work is None:
+            break
+        http = http or new_session()
+        started = time.time()
+        try:
+            result: Any = work.op.run(http)
+        except OAuthError as e:
+            result = e
+        session, effects = core.step(session, core.WorkFinished(work.request_id, work.generation, result, started,
+                                                                random.random()), time.time())
+    return session.status(time.time())
 
 
 # ---- the commands ----------------------------------------------------------------------------------
@@ -159,14 +198,16 @@ def status_cmd(config_path: str | None, data_dir: str | None, name: str | None, 
 @click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_LOGIN_TIMEOUT, show_default=True,
               help="Seconds to wait for the login to complete.")
-def login_cmd(config_path: str | None, data_dir: str | None, name: str, no_browser: bool, timeout: float) -> None:
+@click.option("--again", is_flag=True, help="Log in even when already logged in (another account, new scopes).")
+def login_cmd(config_path: str | None, data_dir: str | None, name: str, no_browser: bool, timeout: float,
+              again: bool) -> None:
     """Log in to --server NAME (the service receives the browser's redirect, so it must be running)."""
     config = load(config_path, data_dir)
     oauth_server(config, name)
     client = running_client(config)
     if client is None:
         fail(str(ServiceNotRunning(locate(config=config).base_url)) + "; a login needs the running service")
-    run_login(client, name, no_browser=no_browser, timeout=timeout)
+    run_login(client, name, no_browser=no_browser, timeout=timeout, again=again)
 
 
 # ---- logout ----------------------------------------------------------------------------------------

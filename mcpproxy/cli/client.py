@@ -61,6 +61,8 @@ class ServiceClient:
     base_url: str
     api_key: str | None = field(default=None, repr=False)
     key_source: str = ""
+    #: Where the service's own key is, as far as the client can tell: the file the key sent must match.
+    key_home: str = "api_key in the service's config, else <data_dir>/api_key"
     session: requests.Session = field(default_factory=requests.Session, repr=False)
 
     @property
@@ -86,12 +88,16 @@ class ServiceClient:
             raise ApiFailure(resp.status_code, f"{self.base_url} answered HTTP {resp.status_code} to {path}, "
                              "not an mcpproxy API answer — is something else listening there?")
         if resp.status_code == 401:
-            where = f" (used the key from {self.key_source})" if self.key_source else ""
-            raise ApiFailure(401, f"the service at {self.base_url} refused the API key{where}; pass --api-key "
-                             "or set MCPPROXY_API_KEY (the key is in <data_dir>/api_key)", "unauthorized")
+            raise self.wrong_key()
         if not doc.get("success"):
             raise ApiFailure(resp.status_code, str(doc.get("error", f"HTTP {resp.status_code}")), doc.get("kind"))
         return doc.get("data")
+
+    def wrong_key(self) -> ApiFailure:
+        """The one wrong-key sentence of every command: where the key came from, which file it must match."""
+        sent = f"the API key from {self.key_source}" if self.key_source and self.api_key else "no API key (none found)"
+        return ApiFailure(401, f"the service at {self.base_url} refused {sent}; the key must match the service's "
+                          f"own: {self.key_home} (or pass --api-key / set MCPPROXY_API_KEY)", "unauthorized")
 
     def is_running(self) -> bool:
         try:
@@ -101,6 +107,9 @@ class ServiceClient:
         return True
 
     # ---- the REST API (docs/architecture.md "REST contract") ---------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return dict(self.request("GET", "/api/v1/status"))
 
     def servers(self) -> dict[str, Any]:
         return dict(self.request("GET", "/api/v1/servers"))
@@ -133,6 +142,9 @@ class ServiceClient:
                                     timeout=(10, SSE_READ_TIMEOUT))
         except requests.ConnectionError:
             raise ServiceNotRunning(self.base_url) from None
+        if resp.status_code == 401:
+            resp.close()
+            raise self.wrong_key()
         if resp.status_code != 200:
             try:
                 message = str(resp.json().get("error"))
@@ -198,7 +210,7 @@ def load_config_quietly(config_path: str | None) -> tuple[Config | None, Path, s
     try:
         return load_config(path), path, None
     except ConfigError as e:
-        return None, path, str(e)
+        return e.partial, path, str(e)  # a broken edit still names the service's address and key
 
 
 def locate(url: str | None = None, api_key: str | None = None, config_path: str | None = None,
@@ -217,12 +229,17 @@ def locate(url: str | None = None, api_key: str | None = None, config_path: str 
         else:
             host, port = parse_listen(os.environ.get("MCPPROXY_LISTEN") or DEFAULT_LISTEN, "listen")
             url = f"http://{host}:{port}"
+    data_dir = config.data_dir if config is not None else Path(
+        os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+    env_key = os.environ.get("MCPPROXY_API_KEY")
+    if config is not None and config.api_key and config.api_key != env_key:
+        home = f"api_key in {config.path}"
+    else:  # the key the service generated, unless it was started with a key of its own
+        home = f"{api_key_path(data_dir)}" + (", or the MCPPROXY_API_KEY it was started with" if env_key else "")
     if not key:
         if config is not None and config.api_key:
-            key, source = config.api_key, f"the config {config.path}"
+            key, source = config.api_key, f"api_key in {config.path}"
         else:
-            data_dir = config.data_dir if config is not None else Path(
-                os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
             key = read_api_key(data_dir)
             source = str(api_key_path(data_dir)) if key else ""
-    return ServiceClient(url.rstrip("/"), key, source)
+    return ServiceClient(url.rstrip("/"), key, source, home)

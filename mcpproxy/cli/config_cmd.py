@@ -17,7 +17,7 @@ def validate(path: Path) -> tuple[list[str], list[str], str]:
     try:
         config = load_config(path)
     except ConfigError as e:
-        return [str(e)], [], ""
+        return list(e.problems), list(e.warnings), ""
     problems = list(config.problems)
     try:
         check_listen(config)

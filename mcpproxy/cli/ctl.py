@@ -27,7 +27,7 @@ from mcpproxy.cli.client import (
     SSEEvent,
     locate,
 )
-from mcpproxy.cli.format import clean, event_line, relative, status_table
+from mcpproxy.cli.format import badge, clean, error_sentence, event_line, relative, status_table
 from mcpproxy.cli.options import server_option
 
 #: `events` reconnects after a drop: backoff from 0.5 s to 10 s, giving up after 2 minutes without the service.
@@ -104,6 +104,25 @@ def show_status(client: ServiceClient, name: str | None, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2))
         return
     click.echo(status_table(statuses, color=sys.stdout.isatty()))
+    if not name:
+        for line in config_lines(client.status()):
+            click.echo(line)
+
+
+def config_lines(info: dict[str, Any]) -> list[str]:
+    """The config's problems under the status table, as the Web UI's banner says them."""
+    problems = [clean(p) for p in info.get("config_problems") or []]
+    warnings = [clean(w) for w in info.get("config_warnings") or []]
+    lines: list[str] = []
+    if problems:
+        lines.append("")
+        lines.append("The config file has an edit that was not applied; the service runs the previous configuration:"
+                     if info.get("config_differs") else "Config problems (these entries are left out):")
+        lines += [f"  {p}" for p in problems]
+    if warnings:
+        lines.append("")
+        lines += [f"warning: {w}" for w in warnings]
+    return lines
 
 
 def headless() -> bool:
@@ -156,8 +175,19 @@ class Spinner:
 
 
 def run_login(client: ServiceClient, name: str, *, no_browser: bool, timeout: float,
-              echo: Callable[[str], None] = click.echo) -> None:
-    """Starts a login, shows or opens its URL, follows /events until it completes; fails otherwise."""
+              echo: Callable[[str], None] = click.echo, again: bool = False) -> None:
+    """Starts a login, shows or opens its URL, follows /events until it completes; fails otherwise.
+
+    A server already logged in says so and stays as it is, unless `again`."""
+    if not again:
+        try:
+            current = client.server(name)
+        except ApiFailure as e:
+            fail(named(name, e))
+        if current.get("oauth_status") == "authenticated" and not current.get("action"):
+            echo(f"Already logged in to '{name}'; the token expires "
+                 f"{relative(current.get('token_expires_at'), past='now')}. Add --again to log in anew.")
+            return
     try:
         stream = client.events(server=name)  # subscribed before the login starts: nothing is missed
     except ApiFailure as e:
@@ -282,10 +312,31 @@ def status(target: Target, name: str | None, as_json: bool) -> None:
 @click.option("--no-browser", is_flag=True, help="Print the URL instead of opening a browser.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=DEFAULT_LOGIN_TIMEOUT, show_default=True,
               help="Seconds to wait for the login to complete.")
+@click.option("--again", is_flag=True, help="Log in even when already logged in (another account, new scopes).")
 @click.pass_obj
-def login(target: Target, name: str, no_browser: bool, timeout: float) -> None:
+def login(target: Target, name: str, no_browser: bool, timeout: float, again: bool) -> None:
     """Log in to NAME: open the authorization URL and wait until the login completes."""
-    run_login(target.client(), name, no_browser=no_browser, timeout=timeout)
+    run_login(target.client(), name, no_browser=no_browser, timeout=timeout, again=again)
+
+
+@cli.command()
+@click.option("--open", "open_", is_flag=True, help="Open it in the browser too.")
+@click.pass_obj
+def ui(target: Target, open_: bool) -> None:
+    """Print the Web UI's address with its key (--open: open it)."""
+    client = target.client()
+    client.status()  # the service answers and takes this key: the address will work
+    url = f"{client.base_url}/?apikey={client.api_key}" if client.api_key else f"{client.base_url}/"
+    click.echo(url)
+    if open_:
+        opened = False
+        if not headless() or os.environ.get("BROWSER"):
+            try:
+                opened = webbrowser.open(url)
+            except webbrowser.Error:
+                opened = False
+        if not opened:
+            fail("no browser could be opened here; open the address above yourself")
 
 
 @cli.command()
@@ -321,10 +372,22 @@ def refresh(target: Target, name: str) -> None:
 @click.pass_obj
 def events(target: Target, server: str | None, as_json: bool) -> None:
     """Follow the service's events until Ctrl-C; reconnects (with Last-Event-ID) when the service restarts."""
-    client = target.client()
+    try:
+        follow_events(target.client(), server, as_json)
+    except KeyboardInterrupt:
+        return  # Ctrl-C is how this command ends: exit 0, no "Aborted!"
+
+
+def follow_events(client: ServiceClient, server: str | None, as_json: bool) -> None:
+    if server:
+        try:
+            client.server(server)  # an unknown name is said now, with the known ones, not followed in silence
+        except ApiFailure as e:
+            fail(named(server, e))
     last_id: str | None = None
     down_since: float | None = None
     delay = RECONNECT_FIRST
+    lines = EventLines()
     while True:
         try:
             stream = client.events(server=server, last_event_id=last_id)
@@ -337,8 +400,9 @@ def events(target: Target, server: str | None, as_json: bool) -> None:
             time.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX)
             continue
-        if down_since is not None:
-            click.echo("mcpproxy-ctl: reconnected to the event stream", err=True)
+        what = f"{client.base_url}/events" + (f" (server '{server}')" if server else "")
+        click.echo(f"mcpproxy-ctl: {'reconnected' if down_since is not None else 'connected'} to {what}; "
+                   "Ctrl-C to stop", err=True)
         down_since, delay = None, RECONNECT_FIRST
         try:
             for ev in stream:
@@ -349,9 +413,9 @@ def events(target: Target, server: str | None, as_json: bool) -> None:
                 if as_json:
                     click.echo(json.dumps({"id": ev.id, "event": ev.event, "data": ev.data}))
                 else:
-                    click.echo(event_line(ev.event, ev.data))
-        except KeyboardInterrupt:
-            return
+                    line = lines.line(ev.event, ev.data)
+                    if line:
+                        click.echo(line)
         except Exception:  # noqa: BLE001 — requests raises several kinds when the connection drops
             pass
         finally:
@@ -359,6 +423,32 @@ def events(target: Target, server: str | None, as_json: bool) -> None:
             stream.close()
         click.echo("mcpproxy-ctl: the event stream broke off (service restarting?); reconnecting…", err=True)
         down_since = time.monotonic()
+
+
+#: servers.changed reasons that come with an event of their own, which says it better.
+TOLD_BY_THEIR_OWN_EVENT = frozenset({"token_refreshed", "login_completed", "logout", "refresh_failed"})
+
+
+class EventLines:
+    """One line per thing that happened: a servers.changed only when what the table would show changed, and
+    not when an event of its own (a refresh, a login, a logout) says it."""
+
+    def __init__(self) -> None:
+        self.shown: dict[str, tuple[str, str]] = {}
+
+    def line(self, name: str, data: dict[str, Any]) -> str | None:
+        if name != "servers.changed":
+            return event_line(name, data)
+        payload = data.get("payload", {}) if isinstance(data, dict) else {}
+        if not isinstance(payload, dict):
+            return event_line(name, data)
+        server = str(payload.get("name"))
+        seen = (badge(payload)[0], error_sentence(payload) if payload.get("last_error") else "")
+        before = self.shown.get(server)
+        self.shown[server] = seen
+        if seen == before or payload.get("reason") in TOLD_BY_THEIR_OWN_EVENT:
+            return None
+        return event_line(name, data)
 
 
 def main() -> None:

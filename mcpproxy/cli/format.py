@@ -85,8 +85,16 @@ def error_sentence(status: dict[str, Any]) -> str:
     if isinstance(err, dict) and err.get("message"):
         return str(err["message"])
     if status.get("action") == "login" and status.get("is_oauth"):
-        return f"log in with: mcpproxy-ctl login {status.get('name')}"
+        return f"log in with: {login_command(str(status.get('name')))}"
     return ""
+
+
+def login_command(name: str) -> str:
+    """The login command in the words of the CLI being used: `mcpproxy auth login -s NAME` or `mcpproxy-ctl login`."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.find_root().info_name == "mcpproxy":
+        return f"mcpproxy auth login -s {name}"
+    return f"mcpproxy-ctl login {name}"
 
 
 def _cell(text: str, width: int, color: str | None, use_color: bool) -> str:

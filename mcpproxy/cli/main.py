@@ -44,7 +44,8 @@ def serve(config_path: str | None, data_dir: str | None, listen: str | None, log
     try:
         config = load_config(path, listen=listen, data_dir=data_dir)
     except ConfigError as e:
-        click.echo(f"mcpproxy: {e}", err=True)
+        for problem in e.problems:
+            click.echo(f"mcpproxy: {problem}", err=True)
         sys.exit(2)
     os.umask(0o077)  # everything the service writes (store, key, logs and their rotations) is the user's alone
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -19,6 +19,8 @@ import click
 from mcpproxy.config import (
     DEFAULT_DATA_DIR,
     ConfigError,
+    config_from_document,
+    default_config_document,
     default_config_path,
     load_config,
     write_default_config,
@@ -73,8 +75,13 @@ def _systemd_quote(arg: str) -> str:
     return arg
 
 
-def systemd_unit(exe: str, config_path: Path) -> str:
-    exec_start = " ".join(_systemd_quote(a) for a in (exe, "serve", "--config", str(config_path)))
+def serve_args(exe: str, config_path: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    """The service's command line: the config, and the --data-dir/--listen given at install (they are not in it)."""
+    return [exe, "serve", "--config", str(config_path), *extra]
+
+
+def systemd_unit(exe: str, config_path: Path, extra: tuple[str, ...] = ()) -> str:
+    exec_start = " ".join(_systemd_quote(a) for a in serve_args(exe, config_path, extra))
     return f"""[Unit]
 Description=mcpproxy - keeps OAuth-protected MCP servers logged in
 
@@ -83,6 +90,8 @@ Description=mcpproxy - keeps OAuth-protected MCP servers logged in
 Type=notify
 NotifyAccess=main
 ExecStart={exec_start}
+# `systemctl --user reload mcpproxy` re-reads the config without a restart (SIGHUP).
+ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5
 # The actor processes live in the service's cgroup: stopping it stops them all.
@@ -95,10 +104,11 @@ WantedBy=default.target
 """
 
 
-def launchd_plist(exe: str, config_path: Path, data_dir: Path) -> bytes:
+def launchd_plist(exe: str, config_path: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> bytes:
+    # launchd has no reload verb: `kill -HUP $(pgrep -f "mcpproxy serve")` or an edit of the file (watched) does it.
     doc = {
         "Label": LAUNCHD_LABEL,
-        "ProgramArguments": [exe, "serve", "--config", str(config_path)],
+        "ProgramArguments": serve_args(exe, config_path, extra),
         "RunAtLoad": True,
         # Restarted when it fails; a clean stop (launchctl bootout, SIGTERM) stays stopped.
         "KeepAlive": {"SuccessfulExit": False},
@@ -112,10 +122,10 @@ def launchd_plist(exe: str, config_path: Path, data_dir: Path) -> bytes:
     return plistlib.dumps(doc)
 
 
-def render(platform: str, exe: str, config_path: Path, data_dir: Path) -> bytes:
+def render(platform: str, exe: str, config_path: Path, data_dir: Path, extra: tuple[str, ...] = ()) -> bytes:
     if platform == "darwin":
-        return launchd_plist(exe, config_path, data_dir)
-    return systemd_unit(exe, config_path).encode()
+        return launchd_plist(exe, config_path, data_dir, extra)
+    return systemd_unit(exe, config_path, extra).encode()
 
 
 def enable_commands(platform: str, path: Path) -> list[str]:
@@ -137,17 +147,41 @@ def manager_available(platform: str) -> bool:
     return platform == host_platform() and shutil.which(tool) is not None
 
 
-def _resolve(config_path: str | None, data_dir: str | None) -> tuple[Path, Path]:
+def _resolve(config_path: str | None, data_dir: str | None, listen: str | None = None
+             ) -> tuple[Path, Path, tuple[str, ...]]:
+    """The config file, the data dir, and the serve flags the unit must carry: --data-dir and --listen given here
+    (flag or environment) reach the service only through its command line. A listen the service would refuse
+    (a non-loopback address without an api_key in the config file) is refused now, saying why."""
     path = (Path(config_path).expanduser() if config_path else default_config_path()).absolute()
+    extra: list[str] = []
+    if data_dir:
+        extra += ["--data-dir", str(Path(data_dir).expanduser().absolute())]
+    if listen:
+        extra += ["--listen", listen.strip()]
     if path.exists():
         try:
-            return path, load_config(path, data_dir=data_dir).data_dir
+            # MCPPROXY_API_KEY is not carried into the unit: only the file's api_key counts for the check.
+            env = {k: v for k, v in os.environ.items() if k != "MCPPROXY_API_KEY"}
+            config = load_config(path, data_dir=data_dir, listen=listen, env=env)
         except ConfigError as e:
-            raise click.ClickException(str(e)) from None
-    return path, Path(data_dir or os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+            raise click.ClickException("; ".join(e.problems)) from None
+        dd = config.data_dir
+    else:
+        try:
+            config = config_from_document(default_config_document(), path, data_dir=data_dir, listen=listen, env={})
+        except ConfigError as e:
+            raise click.ClickException("; ".join(e.problems)) from None
+        dd = Path(data_dir or DEFAULT_DATA_DIR).expanduser()
+    if not config.loopback_only and not config.api_key:
+        raise click.ClickException(
+            f"--listen {config.listen} is not a loopback address and {path} has no api_key: the service would "
+            "refuse to start (MCPPROXY_API_KEY is not carried into the unit); set api_key in the config first")
+    return path, dd.absolute(), tuple(extra)
 
 
 def _options(f):  # type: ignore[no-untyped-def]
+    f = click.option("--listen", envvar="MCPPROXY_LISTEN",
+                     help="HOST:PORT the service listens on, when not the config's.")(f)
     f = click.option("--platform", type=click.Choice(PLATFORMS), default=None, hidden=True)(f)
     f = click.option("--data-dir", envvar="MCPPROXY_DATA_DIR", type=click.Path(file_okay=False),
                      help="Data folder (tokens, API key, logs).")(f)
@@ -164,12 +198,13 @@ def service() -> None:
 @service.command()
 @_options
 @click.option("--dry-run", is_flag=True, help="Print the file instead of writing it.")
-def install(config_path: str | None, data_dir: str | None, platform: str | None, dry_run: bool) -> None:
+def install(config_path: str | None, data_dir: str | None, platform: str | None, listen: str | None,
+            dry_run: bool) -> None:
     """Write the user unit (or agent) and print the commands that enable it."""
     platform = target_platform(platform)
-    cfg, dd = _resolve(config_path, data_dir)
+    cfg, dd, extra = _resolve(config_path, data_dir, listen)
     target = unit_path(platform)
-    content = render(platform, executable(), cfg, dd)
+    content = render(platform, executable(), cfg, dd, extra)
     if dry_run:
         click.echo(f"# would write {target}", err=True)
         click.echo(content.decode(), nl=False)
@@ -190,7 +225,8 @@ def install(config_path: str | None, data_dir: str | None, platform: str | None,
 @service.command()
 @_options
 @click.option("--dry-run", is_flag=True, help="Say what would be done; change nothing.")
-def uninstall(config_path: str | None, data_dir: str | None, platform: str | None, dry_run: bool) -> None:
+def uninstall(config_path: str | None, data_dir: str | None, platform: str | None, listen: str | None,
+              dry_run: bool) -> None:
     """Stop the service and remove its unit (or agent) file. Tokens and config are kept."""
     platform = target_platform(platform)
     target = unit_path(platform)
@@ -216,7 +252,7 @@ def uninstall(config_path: str | None, data_dir: str | None, platform: str | Non
 
 @service.command("status")
 @_options
-def status_cmd(config_path: str | None, data_dir: str | None, platform: str | None) -> None:
+def status_cmd(config_path: str | None, data_dir: str | None, platform: str | None, listen: str | None) -> None:
     """Whether the unit is installed, what the service manager says, and whether the service answers."""
     from mcpproxy.cli.client import locate
 

@@ -110,8 +110,19 @@ async def status(request: web.Request) -> web.Response:
         "servers": stats["total"],
         "counts": stats["by_status"],
         "needs_login": stats["needs_login"],
-        "config_problems": list(request.app[CONFIG].current.problems),
+        **config_report(request.app),
     })
+
+
+def config_report(app: web.Application) -> dict[str, Any]:
+    """The config's problems for the status: what a refused reload found, then the entries left out at load."""
+    ref = app[CONFIG]
+    return {
+        "config_file": str(ref.current.path) if ref.current.path else None,
+        "config_problems": [*ref.refused, *(p for p in ref.current.problems if p not in ref.refused)],
+        "config_warnings": list(ref.current.warnings),
+        "config_differs": bool(ref.refused),
+    }
 
 
 async def servers(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from mcpproxy.config import Config
 from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
+from mcpproxy.gateway.callback import CLOSE_CSP
 from mcpproxy.gateway.fanout import EventFanout
 from mcpproxy.gateway.redirect_listener import RedirectListeners
 from mcpproxy.gateway.shared import (
@@ -24,6 +25,7 @@ from mcpproxy.gateway.shared import (
     CONFIG,
     FANOUT,
     LOGINS,
+    OTHER_CSP,
     REDIRECTS,
     STARTED,
     ApiError,
@@ -137,8 +139,6 @@ MCP_ANSWER_HEADERS = {"Content-Security-Policy": "sandbox; default-src 'none'", 
 #: The Web UI (its page and /assets): its own scripts, styles and API only (Vue binds inline styles); never framed.
 UI_CSP = ("default-src 'self'; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; "
           "frame-ancestors 'none'")
-#: Everything else is data, or a page without script (the OAuth callback): nothing loads, nothing frames it.
-OTHER_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 #: Answers that carry the person's data (or, for the callback, a code in its URL): never kept by a cache.
 NO_STORE = ("/api", "/metrics", "/oauth/")
 
@@ -165,7 +165,7 @@ async def secure_headers(request: web.Request, response: web.StreamResponse) -> 
         headers["Content-Security-Policy"] = UI_CSP
         if path == "/":
             headers["Cache-Control"] = "no-cache"  # a new build is picked up at once; the assets' names change
-    else:
+    elif not (path == "/oauth/callback" and headers.get("Content-Security-Policy") == CLOSE_CSP):
         headers["Content-Security-Policy"] = OTHER_CSP
     if path.startswith(NO_STORE):
         headers["Cache-Control"] = "no-store"

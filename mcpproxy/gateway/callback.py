@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import re
 
 from aiohttp import web
 
 from actors.messages import CompleteLogin, Failure, LoginCompleted
-from mcpproxy.gateway.shared import BRIDGE, LOGINS
+from mcpproxy.gateway.shared import BRIDGE, LOGINS, OTHER_CSP
 from mcpproxy.oauth.errors import clean_server_text
 
 EXCHANGE_TIMEOUT = 45.0
@@ -21,13 +23,24 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{tit
 <style>body{{font-family:system-ui,sans-serif;max-width:34rem;margin:4rem auto;padding:0 1rem;line-height:1.5}}
 h1{{font-size:1.4rem}} .ok{{color:#15803d}} .bad{{color:#b91c1c}}
 @media (prefers-color-scheme:dark){{body{{background:#111;color:#eee}}}}</style></head>
-<body><h1 class="{cls}">{title}</h1><p>{text}</p></body></html>"""
+<body><h1 class="{cls}">{title}</h1><p>{text}</p>{script}</body></html>"""
+#: A failed login's tab closes itself when a script opened it (the Web UI's sign-in tab, whose toast then names
+#: the server and the reason); a tab the person opened stays, showing why. The opener cannot close it: the Web UI
+#: cuts the opener link (the authorization server's page must not reach it), so Chromium moves the tab apart.
+CLOSE_SCRIPT = "window.close()"
+CLOSE_CSP = (OTHER_CSP + "; script-src 'sha256-"
+             + base64.b64encode(hashlib.sha256(CLOSE_SCRIPT.encode()).digest()).decode() + "'")
 
 
-def page(title: str, text: str, ok: bool, status: int = 200) -> web.Response:
-    body = PAGE.format(title=html.escape(title), text=html.escape(text), cls="ok" if ok else "bad")
-    # No-store, no-referrer and a CSP without script come from app.secure_headers: the code is in our URL.
-    return web.Response(text=body, status=status, content_type="text/html")
+def page(title: str, text: str, ok: bool, status: int = 200, close: bool = False) -> web.Response:
+    script = f"<script>{CLOSE_SCRIPT}</script>" if close else ""
+    body = PAGE.format(title=html.escape(title), text=html.escape(text), cls="ok" if ok else "bad", script=script)
+    # No-store, no-referrer and a CSP without script come from app.secure_headers: the code is in our URL. The
+    # closing page allows that one script, by its hash.
+    resp = web.Response(text=body, status=status, content_type="text/html")
+    if close:
+        resp.headers["Content-Security-Policy"] = CLOSE_CSP
+    return resp
 
 
 def authorization_error(error: str | None, description: str | None) -> tuple[str | None, str | None]:
@@ -50,7 +63,7 @@ async def handler(request: web.Request) -> web.Response:
                     "from the Web UI or with `mcpproxy-ctl login NAME`.", False, 400)
     name = route[0]
     if not q.get("code") and not q.get("error"):
-        return page("Login failed", f"The authorization server sent no code for '{name}'.", False, 400)
+        return page("Login failed", f"The authorization server sent no code for '{name}'.", False, 400, close=True)
     error, description = authorization_error(q.get("error"), q.get("error_description"))
     msg = CompleteLogin(state=state, code=q.get("code", ""), iss=q.get("iss"), error=error,
                         error_description=description)
@@ -59,4 +72,4 @@ async def handler(request: web.Request) -> web.Response:
         return page("Logged in", f"mcpproxy is now logged in to '{name}' and keeps the session fresh. "
                     "You can close this tab.", True)
     message = answer.message if isinstance(answer, Failure) else "no answer from the service"
-    return page("Login failed", f"'{name}': {message}", False, 400)
+    return page("Login failed", f"'{name}': {message}", False, 400, close=True)

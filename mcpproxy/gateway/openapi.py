@@ -174,7 +174,7 @@ def _schemas() -> Json:
         "Status": {
             "type": "object",
             "required": ["version", "uptime_seconds", "listen", "servers", "counts", "needs_login",
-                         "config_problems"],
+                         "config_file", "config_problems", "config_warnings", "config_differs"],
             "properties": {
                 "version": {"type": "string"},
                 "uptime_seconds": {"type": "number", "minimum": 0},
@@ -182,7 +182,18 @@ def _schemas() -> Json:
                 "servers": {"type": "integer", "minimum": 0},
                 "counts": counts,
                 "needs_login": {"type": "integer", "minimum": 0},
-                "config_problems": {"type": "array", "items": {"type": "string"}},
+                "config_file": _nullable("string", description="The config file the service reads."),
+                "config_problems": {"type": "array", "items": {"type": "string"},
+                                    "description": "One sentence per problem, naming the file and the field: "
+                                                   "first why the last edit was refused (see config_differs), "
+                                                   "then the server entries left out when the running config "
+                                                   "was loaded."},
+                "config_warnings": {"type": "array", "items": {"type": "string"},
+                                    "description": "Unknown settings of the running config, ignored."},
+                "config_differs": {"type": "boolean",
+                                   "description": "True while the file holds an edit that was refused (a broken "
+                                                  "entry, an unknown key close to a known one, or no servers "
+                                                  "left): the service keeps running the previous configuration."},
             },
             "additionalProperties": False,
         },

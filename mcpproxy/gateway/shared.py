@@ -24,6 +24,8 @@ class ConfigRef:
     """The running config; a reload swaps `current` (aiohttp app state is frozen after startup)."""
 
     current: Config
+    #: Why the file on disk is not what runs: the problems of the last edit a reload refused; empty once it runs.
+    refused: tuple[str, ...] = ()
 
 
 CONFIG = web.AppKey("config", ConfigRef)
@@ -34,6 +36,11 @@ STARTED = web.AppKey("started_at", float)
 LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
 #: The fixed redirect URIs' listeners, open during a login (typed by name: that module imports this one).
 REDIRECTS: web.AppKey[RedirectListeners] = web.AppKey("redirects")
+
+
+#: Everything but the Web UI and /mcp is data, or a page without script (the OAuth callback): nothing loads,
+#: nothing frames it.
+OTHER_CSP = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
 
 class ApiError(Exception):

@@ -58,7 +58,7 @@ def test_top_level_field_errors_and_unknown_keys(tmp_path: Path) -> None:
     code, _, err = _validate(_write(tmp_path, {"listen": "0.0.0.0:8080"}))
     assert code == 1 and "listen: 0.0.0.0:8080 is not a loopback address" in err
     code, out, err = _validate(_write(tmp_path, {"mcpservers": []}))
-    assert code == 0 and "warning:" in err and "mcpservers: unknown setting" in err
+    assert code == 1 and "error:" in err and "mcpservers: unknown setting; did you mean 'mcpServers'?" in err
 
 
 def test_a_missing_file_is_a_problem(tmp_path: Path) -> None:
@@ -85,3 +85,49 @@ def test_provider_settings_name_the_field(tmp_path: Path) -> None:
     assert code == 1
     assert "mcpServers[0] (slack).oauth.redirect_uri: expected an http:// URL on a loopback host" in err
     assert "mcpServers[1] (entra).oauth.resource: expected \"auto\", \"omit\"" in err
+
+
+def test_a_misspelt_mcpservers_is_an_error_with_the_servers_under_it_checked_too(tmp_path: Path) -> None:
+    # A typo of the server list used to pass as "valid — 0 server(s)", and a reload then dropped every server.
+    path = _write(tmp_path, '{\n  "data_dir": "/tmp/x",\n  "mcpServer": [\n'
+                            '    {"name": "gh", "url": "https://example.com/mcp", "oauht": {}}\n  ]\n}\n')
+    code, out, err = _validate(path)
+    assert code == 1 and out == ""
+    assert f"error: {path}: mcpServer: unknown setting; did you mean 'mcpServers'? (line 3)" in err
+    assert f"error: {path}: mcpServers[0] (gh).oauht: unknown setting; did you mean 'oauth'? (line 4)" in err
+    assert "2 problem(s)" in err
+
+
+def test_every_problem_in_one_run_top_level_and_servers(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"listen": 5, "oauth_refresh_threshold": 3, "Data_Dir": "/tmp/x", "headerz": 1,
+                             "mcpServers": [
+                                 {"name": "a", "url": "http://example.com/mcp"},
+                                 {"name": "b", "url": "https://example.com/mcp",
+                                  "oauth": {"client_idd": "x", "scopes": ["s"]}},
+                                 {"name": "c", "url": "https://example.com/mcp", "env": {}},
+                             ]})
+    code, _, err = _validate(path)
+    assert code == 1
+    errors = [x for x in err.splitlines() if x.startswith("error:")]
+    assert any("listen: expected a string" in x for x in errors)
+    assert any("oauth_refresh_threshold: expected a number" in x for x in errors)
+    assert any("Data_Dir: unknown setting; did you mean 'data_dir'?" in x for x in errors)
+    assert any("mcpServers[0] (a).url: plain http://" in x for x in errors)
+    assert any("mcpServers[1] (b).oauth.client_idd: unknown setting; did you mean 'client_id'?" in x for x in errors)
+    assert len(errors) == 5, err
+    # Far from any known key: reported with its path and the keys known there, and ignored.
+    assert "warning: " in err and "headerz: unknown setting, ignored (known here: api_key, data_dir" in err
+    assert "mcpServers[2] (c).env: unknown setting, ignored (known here: args, command, enabled" in err
+
+
+def test_serve_refuses_a_misspelt_key_naming_every_problem(tmp_path: Path) -> None:
+    path = _write(tmp_path, {"data_dir": str(tmp_path), "oauth_refresh_treshold": 0.7, "mcpServers": [
+        {"name": "gh", "url": "https://example.com/mcp", "enabld": False}]})
+    r = CliRunner().invoke(cli, ["serve", "--config", str(path)], env={"MCPPROXY_API_KEY": None,
+                                                                       "MCPPROXY_LISTEN": None})
+    assert r.exit_code == 2
+    assert r.stderr.splitlines() == [
+        f"mcpproxy: {path}: oauth_refresh_treshold: unknown setting; did you mean 'oauth_refresh_threshold'? (line 1)",
+        f"mcpproxy: {path}: mcpServers[0] (gh).enabld: unknown setting; did you mean 'enabled'? (line 1)",
+    ]
+    assert not (tmp_path / "store").exists()

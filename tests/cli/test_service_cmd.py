@@ -22,6 +22,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     monkeypatch.delenv("MCPPROXY_CONFIG", raising=False)
     monkeypatch.delenv("MCPPROXY_DATA_DIR", raising=False)
+    monkeypatch.delenv("MCPPROXY_LISTEN", raising=False)
+    monkeypatch.delenv("MCPPROXY_API_KEY", raising=False)
     # Never drive the real service manager from a test.
     monkeypatch.setattr(service_cmd, "manager_available", lambda platform: False)
     return home
@@ -109,3 +111,42 @@ def test_windows_has_no_user_service_but_files_can_still_be_generated(
     assert not (home / ".config").exists()
     code, out, _ = _run("install", "--dry-run", "--platform", "darwin")
     assert code == 0 and "<key>RunAtLoad</key>" in out
+
+
+def test_data_dir_and_listen_reach_the_unit_and_reload_is_sighup(home: Path, monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """Issue 17.9: what install was told reaches the service's command line; `systemctl reload` sends SIGHUP."""
+    config = home / "mcp_config.json"
+    data_dir = home / "elsewhere"
+    code, out, err = _run("install", "--platform", "linux", "--config", str(config), "--data-dir", str(data_dir),
+                          "--listen", "127.0.0.1:9811")
+    assert code == 0, err
+    text = (home / ".config" / "systemd" / "user" / "mcpproxy.service").read_text().splitlines()
+    exe = service_cmd.executable()
+    assert f"ExecStart={exe} serve --config {config} --data-dir {data_dir} --listen 127.0.0.1:9811" in text
+    assert "ExecReload=/bin/kill -HUP $MAINPID" in text
+    assert data_dir.is_dir()
+
+    # The environment counts as the flags do (MCPPROXY_DATA_DIR, MCPPROXY_LISTEN); launchd gets the same words.
+    monkeypatch.setenv("MCPPROXY_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("MCPPROXY_LISTEN", "[::1]:9812")
+    code, out, err = _run("install", "--platform", "darwin", "--config", str(config))
+    assert code == 0, err
+    doc = plistlib.loads((home / "Library" / "LaunchAgents" / "dev.mcpproxy.plist").read_bytes())
+    assert doc["ProgramArguments"] == [exe, "serve", "--config", str(config), "--data-dir", str(data_dir),
+                                       "--listen", "[::1]:9812"]
+    assert doc["StandardErrorPath"].startswith(str(data_dir))
+
+
+def test_a_listen_the_service_would_refuse_is_refused_at_install(home: Path, monkeypatch: pytest.MonkeyPatch
+                                                                 ) -> None:
+    config = home / "mcp_config.json"
+    config.write_text("{}")
+    monkeypatch.setenv("MCPPROXY_API_KEY", "a-key-only-in-this-shell-0123")
+    code, _out, err = _run("install", "--platform", "linux", "--config", str(config), "--listen", "0.0.0.0:9813")
+    assert code == 1
+    assert "--listen 0.0.0.0:9813 is not a loopback address" in err and "has no api_key" in err
+    assert "MCPPROXY_API_KEY is not carried into the unit" in err
+    assert not (home / ".config" / "systemd").exists()
+    code, _out, err = _run("install", "--platform", "linux", "--config", str(config), "--listen", "nonsense")
+    assert code == 1 and "listen: expected HOST:PORT" in err

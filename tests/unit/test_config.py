@@ -94,7 +94,8 @@ def test_the_removed_multi_host_settings_are_unknown_and_ignored(tmp_path, key):
     config = load_config(path, env={})
     assert key not in KNOWN_KEYS
     assert not hasattr(config, "actor_system") and not hasattr(config, "convention_address")
-    assert config.warnings == (f"{path}: {key}: unknown setting, ignored",)
+    assert len(config.warnings) == 1
+    assert config.warnings[0].startswith(f"{path}: {key}: unknown setting, ignored (known here: api_key, ")
     assert config.problems == ()
 
 
@@ -103,7 +104,8 @@ def test_unknown_keys_do_not_make_a_reload_differ():
     a = config_from_document(base, None, env={})
     b = config_from_document({**base, "actor_system": "multiprocTCPBase", "typo": 1}, None, env={})
     assert unknown_keys({**base, "actor_system": 1, "typo": 1}) == ["actor_system", "typo"]
-    assert b.warnings == ("config: actor_system: unknown setting, ignored", "config: typo: unknown setting, ignored")
+    assert [w.split(" (")[0] for w in b.warnings] == ["config: actor_system: unknown setting, ignored",
+                                                      "config: typo: unknown setting, ignored"]
     assert a == b
 
 
@@ -148,3 +150,29 @@ def test_provider_settings_read_back():
                                   None, env={})
     assert legacy.servers[0].oauth.resource == "auto"
     assert legacy.servers[0].oauth.resource_override == "https://x.example.com"
+
+
+def test_a_server_entry_with_a_typo_is_left_out_and_named(tmp_path):
+    # "oauht" would silently have meant "discover": the entry is a problem, the others still run.
+    path = tmp_path / "mcp_config.json"
+    path.write_text(json.dumps({"mcpServers": [
+        {"name": "typo", "url": "https://example.com/mcp", "oauht": {"client_id": "x"}},
+        {"name": "fine", "url": "https://example.com/mcp", "oauth": {"scopes": ["a"], "extra_param": {}}},
+        {"name": "ok", "url": "https://example.com/mcp"},
+    ]}))
+    config = load_config(path, env={})
+    assert [s.name for s in config.servers] == ["ok"]
+    assert config.problems == (
+        f"{path}: mcpServers[0] (typo).oauht: unknown setting; did you mean 'oauth'? (line 1)",
+        f"{path}: mcpServers[1] (fine).oauth.extra_param: unknown setting; did you mean 'extra_params'? (line 1)",
+    )
+
+
+def test_the_known_keys_table_names_every_level():
+    from mcpproxy.config import OAUTH_KEYS, SERVER_KEYS, typo_of
+
+    assert typo_of("mcpservers", KNOWN_KEYS) == "mcpServers"
+    assert typo_of("mcpServer", KNOWN_KEYS) == "mcpServers"
+    assert typo_of("actor_system", KNOWN_KEYS) is None
+    assert typo_of("oauht", SERVER_KEYS) == "oauth"
+    assert typo_of("client_secrte", OAUTH_KEYS) == "client_secret"

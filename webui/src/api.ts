@@ -7,6 +7,7 @@ import type {
   RefreshData,
   ServerStatus,
   ServersData,
+  StatusData,
 } from './types'
 
 const KEY_STORAGE = 'mcpproxy.apikey'
@@ -54,6 +55,10 @@ export class Api {
   /** EventSource cannot send headers, so the SSE stream takes the key in the query. */
   eventsUrl(): string {
     return `/events?apikey=${encodeURIComponent(this.#key)}`
+  }
+
+  status(): Promise<StatusData> {
+    return this.#call<StatusData>('GET', '/api/v1/status')
   }
 
   listServers(): Promise<ServersData> {

@@ -10,9 +10,11 @@ import {
   type EventName,
   type EventRecord,
   type OAuthStatus,
+  type ConfigReport,
   type ServerStatus,
 } from './types'
 import { formatClock, parseIso } from './time'
+import { badgeOf, reasonWords } from './badge'
 
 export type ConnectionState = 'connecting' | 'live' | 'reconnecting'
 
@@ -36,6 +38,8 @@ interface State {
   /** Server name → the action in flight for it, so its buttons can wait. */
   busy: Record<string, 'login' | 'logout' | 'refresh'>
   busyAll: boolean
+  /** The config file's problems, from GET /api/v1/status; null until read. */
+  config: ConfigReport | null
 }
 
 const MAX_EVENTS = 50
@@ -45,6 +49,8 @@ const INFO_NOTICE_MS = 8000
 const SILENCE_MS = 45_000
 const RETRY_MIN_MS = 1000
 const RETRY_MAX_MS = 30_000
+// A refused config edit makes no server event: the status is read this often while the page is open.
+const CONFIG_POLL_MS = 3000
 
 export const state = reactive<State>({
   servers: [],
@@ -56,6 +62,7 @@ export const state = reactive<State>({
   notices: [],
   busy: {},
   busyAll: false,
+  config: null,
 })
 
 export const counts = computed(() => {
@@ -74,8 +81,10 @@ export function holdsToken(server: ServerStatus): boolean {
 
 /** The backend's own rule, shown as-is: a person must log in. */
 export function needsLogin(server: ServerStatus): boolean {
+  // A disabled server has no session in the service: nothing to log in to until it is enabled.
   return (
     server.is_oauth &&
+    server.enabled &&
     (server.action === 'login' || server.oauth_status === 'none' || server.oauth_status === 'expired' ||
       server.oauth_status === 'error')
   )
@@ -88,6 +97,7 @@ let lastEventId = ''
 let retryMs = RETRY_MIN_MS
 let retryTimer: number | undefined
 let watchdog: number | undefined
+let configPoll: number | undefined
 let noticeSeq = 0
 let eventSeq = 0
 // Every servers.changed bumps `changeSeq`; a REST answer started before a later event for
@@ -100,7 +110,25 @@ export function start(key: string): void {
   api = new Api(key)
   connect()
   watchdog = window.setInterval(checkSilence, 5000)
+  configPoll = window.setInterval(() => void refreshConfig(), CONFIG_POLL_MS)
   void refreshAll()
+  void refreshConfig()
+}
+
+/** Reads the config's problems (`config_problems`, `config_differs`) for the banner. */
+export async function refreshConfig(): Promise<void> {
+  if (!api) return
+  try {
+    const data = await api.status()
+    state.config = {
+      file: data.config_file,
+      problems: data.config_problems ?? [],
+      warnings: data.config_warnings ?? [],
+      differs: data.config_differs === true,
+    }
+  } catch (error) {
+    isKeyRejected(error)
+  }
 }
 
 export function stop(): void {
@@ -108,6 +136,7 @@ export function stop(): void {
   source = null
   window.clearTimeout(retryTimer)
   window.clearInterval(watchdog)
+  window.clearInterval(configPoll)
   for (const timer of pendingOne.values()) window.clearTimeout(timer)
   pendingOne.clear()
   api = null
@@ -186,11 +215,13 @@ function onEvent(name: EventName, event: MessageEvent<string>): void {
   const server = String((name === 'servers.changed' ? payload.name : payload.server_name) ?? '')
   recordEvent(name, event.lastEventId, server, frame.timestamp, payload)
   if (name === 'servers.changed') {
-    const { reason: _reason, ...status } = payload
+    const { reason, ...status } = payload
+    if (reason === 'login_failed') loginFailed(server, (status.last_error as ErrorInfo | null)?.message)
     changeSeq += 1
     changedAt.set(server, changeSeq)
     upsert(status as unknown as ServerStatus)
   } else if (server) {
+    if (name === 'oauth.login_completed') loginTabs.delete(server)
     scheduleRefreshOne(server)
   }
 }
@@ -212,9 +243,10 @@ function recordEvent(
 function describe(name: EventName, payload: Record<string, unknown>): string {
   switch (name) {
     case 'servers.changed': {
-      const reason = typeof payload.reason === 'string' ? payload.reason : ''
-      const status = typeof payload.oauth_status === 'string' ? payload.oauth_status : ''
-      return [status, reason].filter(Boolean).join(' · ')
+      const status = payload as unknown as ServerStatus
+      const reason = reasonWords(typeof payload.reason === 'string' ? payload.reason : '')
+      const error = payload.reason === 'login_failed' ? (payload.last_error as ErrorInfo | null)?.message : ''
+      return [badgeOf(status).label, reason && (error ? `${reason}: ${error}` : reason)].filter(Boolean).join(' · ')
     }
     case 'oauth.login_completed':
       return 'logged in'
@@ -312,6 +344,7 @@ export async function login(name: string): Promise<void> {
   state.busy[name] = 'login'
   try {
     const data = await api.login(name)
+    if (tab) loginTabs.set(name, tab)
     if (data.browser_opened) {
       tab?.close()
       notify('info', `The sign-in page for ${name} opened in your browser.`, {
@@ -328,10 +361,21 @@ export async function login(name: string): Promise<void> {
     }
   } catch (error) {
     tab?.close()
-    fail(error)
+    if (!isKeyRejected(error)) notify('error', `Could not log in to ${name}: ${sentence(error)}`)
   } finally {
     delete state.busy[name]
   }
+}
+
+/** The sign-in tab each login opened: a failed login closes it, and the page says which server failed and why. */
+const loginTabs = new Map<string, Window>()
+
+function loginFailed(name: string, why: string | undefined): void {
+  const tab = loginTabs.get(name)
+  loginTabs.delete(name)
+  if (!tab) return // a login started elsewhere (the CLI): its card and the events panel tell it
+  if (!tab.closed) tab.close()
+  notify('error', `Could not log in to ${name}: ${why || 'the login failed'}`)
 }
 
 function openPlaceholderTab(): Window | null {

@@ -50,6 +50,24 @@ export interface ServersData {
   stats: ServerStats
 }
 
+/** `GET /api/v1/status`: the parts the page shows. */
+export interface StatusData {
+  version: string
+  listen: string
+  config_file: string | null
+  config_problems: string[]
+  config_warnings: string[]
+  config_differs: boolean
+}
+
+export interface ConfigReport {
+  file: string | null
+  problems: string[]
+  warnings: string[]
+  /** True while the file holds an edit the service refused: it runs the previous configuration. */
+  differs: boolean
+}
+
 export interface LoginData {
   server: string
   auth_url: string
