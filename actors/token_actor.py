@@ -3,7 +3,7 @@
 Messages arrive one at a time, so login, refresh, logout and token reads are serialized without
 locks. Each message becomes one session event; the core answers with a new session and effects,
 which this actor carries out in order: persist (LMDB, fsync), send work to the OAuth worker, emit
-events to the hub, reply, set a timer. The rules themselves live in mcpproxy/session.py.
+events to the hub, reply, set a timer. The rules themselves live in mcpproxy/session/core.py.
 """
 
 from __future__ import annotations
