@@ -23,7 +23,13 @@ DEFAULT_THRESHOLD = 0.8
 THRESHOLD_RANGE = (0.5, 0.95)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The top-level settings this version reads; any other key is reported as unknown and ignored.
-KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
+KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers", "tool_separator"})
+#: Between a server's name and its tool's in the aggregated /mcp (`github__create_issue`).
+DEFAULT_TOOL_SEPARATOR = "__"
+#: A separator keeps the joined name a valid MCP tool name (letters, digits, `_`, `-`, `.`).
+SEPARATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,4}$")
+#: Environment variable names a stdio server's `env` may set (POSIX portable names).
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -51,6 +57,9 @@ class ServerConfig:
     oauth: OAuthSettings | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
+    #: A stdio server's own environment, over the minimal inherited one (values may be secrets).
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    working_dir: str | None = None
 
     @property
     def is_oauth(self) -> bool:
@@ -66,6 +75,7 @@ class Config:
     refresh_threshold: float
     servers: tuple[ServerConfig, ...]
     path: Path | None = None
+    tool_separator: str = DEFAULT_TOOL_SEPARATOR
     problems: tuple[str, ...] = ()
     #: Unknown top-level keys, one sentence each; not compared, so a reload ignores them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -185,6 +195,10 @@ def config_from_document(
                 f"proactive refresh off), got {threshold!r}"
             )
 
+    separator = doc.get("tool_separator", DEFAULT_TOOL_SEPARATOR)
+    if not isinstance(separator, str) or not SEPARATOR_RE.match(separator):
+        raise ConfigError(f"{where}: tool_separator: expected 1-4 letters, digits, '_', '-' or '.', got {separator!r}")
+
     servers_doc = doc.get("mcpServers", [])
     if isinstance(servers_doc, dict):  # the Claude Desktop shape: {"name": {...}}
         servers_doc = [{"name": k, **v} if isinstance(v, dict) else v for k, v in servers_doc.items()]
@@ -213,6 +227,7 @@ def config_from_document(
         servers=tuple(servers),
         path=path,
         problems=tuple(problems),
+        tool_separator=separator,
         warnings=tuple(f"{where}: {key}: unknown setting, ignored" for key in unknown_keys(doc)),
     )
 
@@ -247,7 +262,20 @@ def _parse_server(entry: Any, at: str) -> ServerConfig:
         args = entry.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ConfigError(f"{at}.args: expected a list of strings")
-        return ServerConfig(name=name, protocol="stdio", enabled=enabled, command=command, args=tuple(args))
+        env = entry.get("env", {})
+        if env is None:
+            env = {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"{at}.env: expected an object of string values")
+        bad = next((k for k in env if not ENV_NAME_RE.match(k)), None)
+        if bad is not None:
+            raise ConfigError(f"{at}.env: {bad!r} is not an environment variable name")
+        working_dir = entry.get("working_dir")
+        if working_dir is not None and (not isinstance(working_dir, str) or not working_dir):
+            raise ConfigError(f"{at}.working_dir: expected a folder path")
+        return ServerConfig(name=name, protocol="stdio", enabled=enabled, command=command, args=tuple(args),
+                            env=tuple(sorted(env.items())),
+                            working_dir=str(Path(working_dir).expanduser()) if working_dir else None)
 
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{at}.url: an HTTP server needs a url")
