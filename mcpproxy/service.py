@@ -213,8 +213,6 @@ def _announce(config: Config, api_key: str) -> None:
 def serve(config: Config, log_conf: dict[str, Any] | None = None,
           overrides: dict[str, str | None] | None = None) -> int:
     from actors.system import start_actor_system, start_supervisor
-    from mcpproxy.gateway.app import create_app
-    from mcpproxy.gateway.bridge import ActorBridge
 
     check_listen(config)
     ensure_private_dir(config.data_dir)
@@ -225,6 +223,10 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
         log.warning("config: %s", warning)
 
     asys = start_actor_system(config, log_conf)
+    # The gateway (and the MCP SDK under it) is imported after the actors are forked: they never need it.
+    from mcpproxy.gateway.app import create_app
+    from mcpproxy.gateway.bridge import ActorBridge
+
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
     try:

@@ -28,6 +28,14 @@ export interface ServerStatus {
   user_logged_out: boolean
   connected: boolean | null
   last_probe_at: string | null
+  // The gateway's part (docs/architecture.md "Status object"): the server's tools in the aggregated /mcp …
+  tools?: number | null
+  in_aggregate?: boolean
+  aggregate_note?: string | null
+  // … and a stdio server's supervised process.
+  process?: string
+  pid?: number | null
+  restarts?: number
 }
 
 export interface ServerStats {
