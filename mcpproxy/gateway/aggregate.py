@@ -176,6 +176,7 @@ def upstreams_context(make: Callable[[web.Application], Upstreams]) -> Callable[
                     await view.tools_changed()
 
         upstreams.listeners.append(announce)
+        app[BRIDGE].on_hub_moved = upstreams.hub_moved
         try:
             snapshot = await app[BRIDGE].snapshot()
             statuses = snapshot.statuses

@@ -50,6 +50,8 @@ class ActorBridge:
         self.teller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tell")
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        #: Called on the event loop after the hub was restarted (it forgot what others told it).
+        self.on_hub_moved: Callable[[], None] | None = None
 
     def ask_sync(self, addr: Any, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
         with self.asys.private() as ctx:
@@ -118,6 +120,8 @@ class ActorBridge:
                         if self.hub != hub:
                             log.warning("the event hub was restarted; subscribing again")
                             ctx.tell(self.hub, Subscribe())
+                            if self.on_hub_moved is not None:
+                                loop.call_soon_threadsafe(self.on_hub_moved)
                     msg = ctx.listen(0.5)
                     if isinstance(msg, Published):
                         if msg.payload.get("reason") in MOVED:

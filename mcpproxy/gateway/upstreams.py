@@ -518,6 +518,12 @@ class Upstreams:
             return {"tools": None, "in_aggregate": False, "aggregate_note": "disabled"}
         return up.fields()
 
+    def hub_moved(self) -> None:
+        """A new EventHub knows nothing of the gateway's part: tell it everything again."""
+        self.reported.clear()
+        for up in self.items.values():
+            self.report(up, "hub_restarted")
+
     def on_status(self, status: dict[str, Any]) -> None:
         up = self.items.get(status.get("name", ""))
         if up is not None:
