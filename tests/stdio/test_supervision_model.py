@@ -58,6 +58,15 @@ class SupervisionModel(RuleBasedStateMachine):
                 self.timers.append((self.now + effect.delay, effect.seq))
             elif isinstance(effect, sv.Report):
                 self.reports += 1
+        if isinstance(event, sv.Exited | sv.SpawnFailed) and event.generation == before.generation \
+                and before.phase in ("starting", "running"):
+            # An unexpected exit: restarted after a backoff, unless 5 restarts happened within the minute —
+            # then an error instead of a loop.
+            recent = [t for t in self.restart_times if self.now - t < sv.WINDOW]
+            if len(recent) >= sv.RESTARTS_PER_MINUTE:
+                assert new.phase == "failed", f"exit after {len(recent)} restarts within a minute: {new.phase}"
+            else:
+                assert new.phase == "waiting", f"an exit after {len(recent)} restarts left it {new.phase}"
         if isinstance(event, sv.Changed | sv.Wanted) and any(isinstance(e, sv.Spawn) for e in effects):
             self.restart_times = []  # a start by hand or by reload forgives the earlier restarts
         self.child = new
@@ -90,6 +99,18 @@ class SupervisionModel(RuleBasedStateMachine):
             del self.procs[gen]
             self.feed(sv.SpawnFailed(gen, "no such file"))
 
+    @precondition(lambda self: any(p.pid is None for p in self.procs.values()))
+    @rule()
+    def process_crashes_at_start(self) -> None:
+        # A broken command: it starts and exits at once, again and again (with next_timer_fires, a crash loop).
+        gen = min(g for g, p in self.procs.items() if p.pid is None)
+        self.next_pid += 1
+        self.procs[gen].pid = self.next_pid
+        self.feed(sv.Spawned(gen, self.next_pid))
+        if gen in self.procs:
+            del self.procs[gen]
+            self.feed(sv.Exited(gen, "exited with status 3"))
+
     @precondition(lambda self: any(p.pid is not None for p in self.procs.values()))
     @rule(data=st.data())
     def process_exits(self, data: st.DataObject) -> None:
@@ -105,6 +126,15 @@ class SupervisionModel(RuleBasedStateMachine):
         self.timers = [t for t in self.timers if t[0] > self.now]
         for _, seq in due:
             self.feed(sv.TimerFired(seq))
+
+    @precondition(lambda self: bool(self.timers))
+    @rule()
+    def next_timer_fires(self) -> None:
+        # Time jumps to the next due timer: crash loops (exit, backoff, restart, exit…) are reached quickly.
+        due = min(self.timers)
+        self.timers.remove(due)
+        self.now = max(self.now, due[0])
+        self.feed(sv.TimerFired(due[1]))
 
     @precondition(lambda self: bool(self.timers))
     @rule()
