@@ -145,6 +145,7 @@ async def aggregate_handler(request: web.Request) -> web.StreamResponse:
     if refusal is not None:
         return refusal
     view = await _view(request.app, None)
+    await view.upstreams.activate()
     return await asgi.serve(request, view.manager.handle_request)
 
 

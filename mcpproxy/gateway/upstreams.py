@@ -51,6 +51,10 @@ CALL_TIMEOUT = 300.0  # a tool may think for minutes
 HTTP_RETRY_FIRST = 2.0
 HTTP_RETRY_CAP = 60.0  # an unreachable server is tried again at most once a minute
 PID_POLL = 1.0
+STOP_WAIT = 3.0
+#: The first /mcp request waits this long for HTTP servers to connect, so its tools/list is whole.
+ACTIVATE_WAIT = 5.0
+IDLE_NOTE = "connects when /mcp is first used"
 #: stderr of a child goes to the log line by line: long lines are cut, a flood is counted, not logged.
 STDERR_LINE_MAX = 1000
 STDERR_LINES_PER_WINDOW = 100
@@ -374,24 +378,29 @@ class HttpUpstream(Upstream):
         super().__init__(owner, server)
         self.task: asyncio.Task[None] | None = None
         self.needs_login = server.is_oauth  # until its TokenActor's status says otherwise
-        self.note = self._login_note() if server.is_oauth else "starting"
+        self.note = self._login_note() if server.is_oauth else IDLE_NOTE
+        self.settled = asyncio.Event()  # the first connection attempt ended, one way or the other
 
     def _login_note(self) -> str:
         return f"needs a login: run `mcpproxy-ctl login {self.name}`"
 
     def start(self) -> None:
+        if not self.owner.active:
+            return  # nobody uses /mcp yet: no session to hold (activate() starts it)
         if self.task is None and not self.needs_login:
             self.note = "connecting"
+            self.settled.clear()
             self.task = asyncio.get_running_loop().create_task(self._run(), name=f"http:{self.name}")
+        else:
+            self.settled.set()
 
     async def stop(self) -> None:
         task, self.task = self.task, None
+        self.settled.set()
         if task is not None:
             task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                pass
+            # Bounded: the SDK's transport may still be closing (its task is left to finish by itself).
+            await asyncio.wait({task}, timeout=STOP_WAIT)
 
     def on_status(self, status: dict[str, Any]) -> None:
         if not self.server.is_oauth:
@@ -404,7 +413,8 @@ class HttpUpstream(Upstream):
             log.info("server=%s needs a login; its tools leave the aggregate", self.name)
             asyncio.get_running_loop().create_task(self._logged_out())
         else:
-            log.info("server=%s has a token; connecting for the aggregate", self.name)
+            log.info("server=%s has a token%s", self.name, "; connecting for /mcp" if self.owner.active else "")
+            self.note = IDLE_NOTE
             self.start()
             self.owner.report(self, "connecting")
 
@@ -424,9 +434,12 @@ class HttpUpstream(Upstream):
                     client = await stack.enter_async_context(
                         httpx2.AsyncClient(auth=auth, timeout=timeout, trust_env=False, follow_redirects=False))
                     read, write = await stack.enter_async_context(
-                        streamable_http_client(self.server.url or "", http_client=client))
+                        # No DELETE on close: it would ask for a token while the service stops (the upstream's
+                        # session ends by its own idle timeout).
+                        streamable_http_client(self.server.url or "", http_client=client, terminate_on_close=False))
                     await self._connected(stack, read, write)
                     attempt = 0
+                    self.settled.set()
                     self.owner.report(self, "connected")
                     await self.broken.wait()
                 why = "the connection broke"
@@ -434,6 +447,7 @@ class HttpUpstream(Upstream):
                 raise
             except Exception as e:  # noqa: BLE001 — classified in the note, retried with a bound
                 why = _why(e)
+            self.settled.set()
             if self.needs_login:
                 self._lost(self._login_note())
             else:
@@ -483,6 +497,23 @@ class Upstreams:
         self.reported: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[str | None], Coroutine[Any, Any, None]]] = []
         self.catalog: dict[str, tuple[str, types.Tool]] = {}  # exposed name → (server, its tool)
+        #: HTTP servers get a session only once /mcp is used: a user of the pass-through alone pays nothing.
+        self.active = False
+
+    async def activate(self) -> None:
+        """The first /mcp request: connect to the HTTP servers, and wait a moment for them."""
+        if self.active:
+            return
+        self.active = True
+        https = [up for up in self.items.values() if isinstance(up, HttpUpstream)]
+        for up in https:
+            up.start()
+            self.report(up, "connecting")
+        waits = [asyncio.ensure_future(up.settled.wait()) for up in https if up.task is not None]
+        if waits:
+            _, pending = await asyncio.wait(waits, timeout=ACTIVATE_WAIT)
+            for w in pending:
+                w.cancel()
 
     def apply(self, config: Config) -> None:
         """Start, stop and restart clients to match the config (at start and after each reload)."""
