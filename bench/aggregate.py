@@ -93,7 +93,12 @@ async def side_by_side(pairs: list[tuple[Pair, Callable[[int], Awaitable[list[fl
 async def measure_async(proxy: str, mcp_url: str, token: str, calls: int) -> list[Pair]:
     http, stdio = Pair("HTTP server (OAuth)"), Pair("stdio server")
     async with AsyncExitStack() as stack:
-        agg = await stack.enter_async_context(http_session(f"{proxy}/mcp", None))
+        agg = await stack.enter_async_context(http_session(f"{proxy}/mcp", None))  # connects the HTTP server
+        deadline = time.monotonic() + 30
+        while "http__echo" not in {t.name for t in (await agg.list_tools()).tools}:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the HTTP server's tools did not reach /mcp within 30 s")
+            await asyncio.sleep(0.1)
         straight = await stack.enter_async_context(http_session(mcp_url, token))
         own_child = await stack.enter_async_context(stdio_session())
 
@@ -124,8 +129,7 @@ def measure(calls: int) -> list[Pair]:
         svc.start()
         try:
             svc.login("http")
-            for name in ("http", "stdio"):
-                svc.wait_status(name, lambda s: s.get("in_aggregate") is True, 30, f"{name} in the aggregate")
+            svc.wait_status("stdio", lambda s: s.get("in_aggregate") is True, 30, "the stdio server in /mcp")
             token = obtain_token(auth.base_url, mcp.url, "mcp:read")["access_token"]
             return asyncio.run(measure_async(svc.base_url, mcp.url, token, calls))
         finally:
