@@ -326,7 +326,7 @@ def _paths() -> Json:
         "200": {"description": "The upstream's answer, JSON or an SSE stream, passed through.",
                 "content": {"application/json": {"schema": {}}, "text/event-stream": {"schema": {"type": "string"}}}},
         "202": {"description": "Accepted (notifications and responses), from the upstream."},
-        "400": rpc("The server is a stdio server: only HTTP servers are passed through."),
+        "400": {"description": "A malformed MCP request to a stdio server (the MCP SDK's JSON-RPC error)."},
         "401": _json({"oneOf": [_ref("JsonRpcError"), _ref("ErrorEnvelope")]},
                      "No usable token for this server (JSON-RPC error naming the login command), or the API key "
                      "is missing while the gateway listens off loopback (error envelope)."),
