@@ -204,7 +204,7 @@ class StdioUpstream(Upstream):
         return {
             **super().fields(),
             **sv.status_fields(self.child),
-            "connected": self.session is not None,
+            "connected": self.included,  # its MCP session is up and its tools are listed
             "last_error": {"kind": "process", "message": error} if error else None,
         }
 
