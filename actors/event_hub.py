@@ -22,6 +22,7 @@ from actors.messages import (
     Subscribe,
     Subscribed,
     Unsubscribe,
+    UpstreamStatus,
 )
 
 RING = 2000
@@ -37,6 +38,8 @@ class EventHub(GuardedActor):
         self.next_id = int(time.time() * 1000)
         self.ring: deque[Published] = deque(maxlen=RING)
         self.statuses: dict[str, dict[str, Any]] = {}
+        #: The gateway's part of each status (tools, a stdio process): merged into every status of that server.
+        self.upstream: dict[str, dict[str, Any]] = {}
         self.subscribers: list[Any] = []
         self.refreshes: Counter[str] = Counter()
         self.lateness_buckets = [0] * (len(LATENESS_BUCKETS) + 1)
@@ -44,20 +47,35 @@ class EventHub(GuardedActor):
         self.lateness_count = 0
 
     def receiveMsg_Event(self, msg: Event, sender: Any) -> None:
+        payload = msg.payload
         if msg.name == "servers.changed":
-            status = {k: v for k, v in msg.payload.items() if k != "reason"}
+            payload = {**payload, **self.upstream.get(payload["name"], {})}
+            status = {k: v for k, v in payload.items() if k != "reason"}
             self.statuses[status["name"]] = status
+        self._publish(msg.name, payload, msg.timestamp)
+
+    def _publish(self, name: str, payload: dict[str, Any], timestamp: float) -> None:
         self.next_id += 1
-        ev = Published(self.next_id, msg.name, msg.payload, msg.timestamp)
+        ev = Published(self.next_id, name, payload, timestamp)
         self.ring.append(ev)
         for sub in self.subscribers:
             self.send(sub, ev)
 
     def receiveMsg_StatusUpdate(self, msg: StatusUpdate, sender: Any) -> None:
-        self.statuses[msg.name] = msg.status
+        self.statuses[msg.name] = {**msg.status, **self.upstream.get(msg.name, {})}
+
+    def receiveMsg_UpstreamStatus(self, msg: UpstreamStatus, sender: Any) -> None:
+        self.upstream[msg.name] = dict(msg.fields)
+        status = self.statuses.get(msg.name)
+        if status is None:
+            return  # not (or no longer) configured: merged if it comes back
+        status = {**status, **msg.fields}
+        self.statuses[msg.name] = status
+        self._publish("servers.changed", {**status, "reason": msg.reason}, msg.timestamp)
 
     def receiveMsg_ServerRemoved(self, msg: ServerRemoved, sender: Any) -> None:
         self.statuses.pop(msg.name, None)
+        self.upstream.pop(msg.name, None)
 
     def receiveMsg_RefreshMeasured(self, msg: RefreshMeasured, sender: Any) -> None:
         self.refreshes[msg.result] += 1

@@ -195,6 +195,17 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True)
+class UpstreamStatus:
+    """gateway → EventHub: what the gateway knows of a server's MCP side (its tools, a stdio server's process),
+    merged into that server's status object from now on and announced as `servers.changed` with `reason`."""
+
+    name: str
+    fields: dict[str, Any]
+    reason: str
+    timestamp: float
+
+
+@dataclass(frozen=True)
 class ServerRemoved:
     name: str
 

@@ -21,12 +21,12 @@ from pathlib import Path
 
 import psutil
 
-from bench import logout, memory, overhead, refresh, sse, startup
+from bench import aggregate, logout, memory, overhead, refresh, sse, startup
 from bench.fleet import shared_backends
 from bench.stats import Table
 
 ROOT = Path(__file__).resolve().parent.parent
-FIGURES = ("refresh", "memory", "startup", "logout", "passthrough")
+FIGURES = ("refresh", "memory", "startup", "logout", "passthrough", "aggregate")
 
 
 def machine() -> list[tuple[str, str]]:
@@ -94,12 +94,17 @@ def run_passthrough(sizes: list[int], quick: bool) -> list[Table]:
     return [overhead.table([overhead.measure(n, 20 if quick else 300) for n in (sizes if quick else [1, *sizes])])]
 
 
+def run_aggregate(sizes: list[int], quick: bool) -> list[Table]:
+    return [aggregate.table(aggregate.measure(20 if quick else 300))]
+
+
 RUNNERS: dict[str, tuple[str, str, Callable[[list[int], bool], list[Table]]]] = {
     "refresh": ("Refresh lateness and SSE delivery", "p99 ≤ 250 ms / ≤ 50 ms", run_refresh),
     "memory": ("Memory", "≤ 5 MB PSS per server", run_memory),
     "startup": ("Startup to ready", "≤ 5 s at 100", run_startup),
     "logout": ("Logout latency", "p99 ≤ 50 ms", run_logout),
     "passthrough": ("Pass-through overhead", "median ≤ 2 ms", run_passthrough),
+    "aggregate": ("Aggregated /mcp overhead", "median ≤ 2 ms", run_aggregate),
 }
 
 

@@ -27,8 +27,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The known-keys table: the keys this version reads at each level of the file. A key not listed is reported
 #: with its path — an error when it is close to a known one (a typo), else a warning — so a new setting is one
 #: entry here.
-KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
-SERVER_KEYS = frozenset({"name", "protocol", "enabled", "url", "oauth", "command", "args"})
+KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers", "tool_separator"})
+SERVER_KEYS = frozenset({"name", "protocol", "enabled", "url", "oauth", "command", "args", "env", "working_dir"})
 #: The settings a server's `oauth` object reads (docs/configuration.md "Server fields").
 OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", "resource", "redirect_uri",
                         "assume_pkce_s256"})
@@ -36,6 +36,12 @@ OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", 
 RESOURCE_MODES = ("auto", "omit")
 #: How alike an unknown key and a known one must be (difflib ratio) to be taken for a typo of it.
 TYPO_CUTOFF = 0.75
+#: Between a server's name and its tool's in the aggregated /mcp (`github__create_issue`).
+DEFAULT_TOOL_SEPARATOR = "__"
+#: A separator keeps the joined name a valid MCP tool name (letters, digits, `_`, `-`, `.`).
+SEPARATOR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,4}$")
+#: Environment variable names a stdio server's `env` may set (POSIX portable names).
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class ConfigError(ValueError):
@@ -82,6 +88,9 @@ class ServerConfig:
     oauth: OAuthSettings | None = None
     command: str | None = None
     args: tuple[str, ...] = ()
+    #: A stdio server's own environment, over the minimal inherited one (values may be secrets).
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    working_dir: str | None = None
 
     @property
     def is_oauth(self) -> bool:
@@ -97,6 +106,7 @@ class Config:
     refresh_threshold: float
     servers: tuple[ServerConfig, ...]
     path: Path | None = None
+    tool_separator: str = DEFAULT_TOOL_SEPARATOR
     problems: tuple[str, ...] = ()
     #: Unknown top-level keys, one sentence each; not compared, so a reload ignores them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -238,6 +248,11 @@ def config_from_document(
             )
             threshold = DEFAULT_THRESHOLD
 
+    separator = doc.get("tool_separator", DEFAULT_TOOL_SEPARATOR)
+    if not isinstance(separator, str) or not SEPARATOR_RE.match(separator):
+        fatal.append(f"{where}: tool_separator: expected 1-4 letters, digits, '_', '-' or '.', got {separator!r}")
+        separator = DEFAULT_TOOL_SEPARATOR
+
     misspelt = [k for k in doc if k not in KNOWN_KEYS and typo_of(str(k), KNOWN_KEYS) == "mcpServers"]
     # Under a misspelt key the servers are checked too, so one run reports their problems as well.
     servers_doc = doc.get("mcpServers", doc[misspelt[0]] if misspelt else [])
@@ -284,6 +299,7 @@ def config_from_document(
         servers=tuple(servers),
         path=path,
         problems=tuple(problems),
+        tool_separator=separator,
         warnings=tuple(warnings),
     )
     if fatal:
@@ -351,7 +367,20 @@ def _parse_server(entry: Any, at: str) -> ServerConfig:
         args = entry.get("args", [])
         if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
             raise ConfigError(f"{at}.args: expected a list of strings")
-        return ServerConfig(name=name, protocol="stdio", enabled=enabled, command=command, args=tuple(args))
+        env = entry.get("env", {})
+        if env is None:
+            env = {}
+        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+            raise ConfigError(f"{at}.env: expected an object of string values")
+        bad = next((k for k in env if not ENV_NAME_RE.match(k)), None)
+        if bad is not None:
+            raise ConfigError(f"{at}.env: {bad!r} is not an environment variable name")
+        working_dir = entry.get("working_dir")
+        if working_dir is not None and (not isinstance(working_dir, str) or not working_dir):
+            raise ConfigError(f"{at}.working_dir: expected a folder path")
+        return ServerConfig(name=name, protocol="stdio", enabled=enabled, command=command, args=tuple(args),
+                            env=tuple(sorted(env.items())),
+                            working_dir=str(Path(working_dir).expanduser()) if working_dir else None)
 
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{at}.url: an HTTP server needs a url")

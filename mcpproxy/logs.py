@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 #: Libraries that would log request bodies or tokens at DEBUG.
-QUIET = ("requests_oauthlib", "oauthlib", "urllib3", "aiohttp.access", "thespian")
+QUIET = ("requests_oauthlib", "oauthlib", "urllib3", "aiohttp.access", "thespian", "httpx", "httpx2",
+         "mcp.server", "mcp.client", "mcp.shared")
 
 
 class QuietFilter(logging.Filter):

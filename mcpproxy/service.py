@@ -9,7 +9,7 @@ import secrets
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -117,6 +117,8 @@ class ConfigReloader:
         self.seen = _file_id(self.path) if self.path else None
         self.lock = asyncio.Lock()
         self.reloads = 0
+        #: Called with each applied config, after the Supervisor took it (the gateway's MCP clients).
+        self.on_applied: list[Callable[[Config], None]] = []
 
     async def reload(self, reason: str) -> bool:
         """True when a new config was applied."""
@@ -158,6 +160,8 @@ class ConfigReloader:
             self.bridge.actors = dict(answer.actors)
             self.ref.current = new
             self.reloads += 1
+            for hook in self.on_applied:
+                hook(new)
             log.info("config reloaded (%s): added %s, removed %s, changed %s", reason,
                      ", ".join(answer.added) or "none", ", ".join(answer.removed) or "none",
                      ", ".join(answer.changed) or "none")
@@ -218,8 +222,6 @@ def _announce(config: Config, api_key: str) -> None:
 def serve(config: Config, log_conf: dict[str, Any] | None = None,
           overrides: dict[str, str | None] | None = None) -> int:
     from actors.system import start_actor_system, start_supervisor
-    from mcpproxy.gateway.app import create_app
-    from mcpproxy.gateway.bridge import ActorBridge
 
     check_listen(config)
     ensure_private_dir(config.data_dir)
@@ -230,6 +232,10 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
         log.warning("config: %s", warning)
 
     asys = start_actor_system(config, log_conf)
+    # The gateway (and the MCP SDK under it) is imported after the actors are forked: they never need it.
+    from mcpproxy.gateway.app import create_app
+    from mcpproxy.gateway.bridge import ActorBridge
+
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
     try:
@@ -242,6 +248,9 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
         from mcpproxy.gateway.shared import CONFIG
 
         reloader = ConfigReloader(app[CONFIG], bridge, overrides or {})
+        from mcpproxy.gateway.upstreams import apply_config
+
+        reloader.on_applied.append(lambda new: apply_config(app, new))
         app.cleanup_ctx.append(reloader.context)
 
         loop = asyncio.new_event_loop()

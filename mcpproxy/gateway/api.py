@@ -32,6 +32,7 @@ from mcpproxy.gateway.shared import (
     ok,
     read_json,
 )
+from mcpproxy.gateway.upstreams import gateway_fields
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 LOGIN_TIMEOUT = 30.0
@@ -75,7 +76,8 @@ def _raise_failure(answer: Any) -> None:
 
 async def all_statuses(app: web.Application) -> list[dict[str, Any]]:
     snap = await app[BRIDGE].snapshot()
-    return [snap.statuses.get(s.name) or static_status(s) for s in app[CONFIG].current.servers]
+    return [{**(snap.statuses.get(s.name) or static_status(s)), **gateway_fields(app, s.name)}
+            for s in app[CONFIG].current.servers]
 
 
 def _stats(statuses: list[dict[str, Any]]) -> dict[str, Any]:
@@ -134,8 +136,9 @@ async def server(request: web.Request) -> web.Response:
     srv = _server(request)
     bridge = request.app[BRIDGE]
     if srv.name in bridge.actors:
-        return ok(await bridge.ask_server(srv.name, GetStatus()))
-    return ok(static_status(srv))
+        status = await bridge.ask_server(srv.name, GetStatus())
+        return ok({**status, **gateway_fields(request.app, srv.name)} if isinstance(status, dict) else status)
+    return ok({**static_status(srv), **gateway_fields(request.app, srv.name)})
 
 
 async def login(request: web.Request) -> web.Response:

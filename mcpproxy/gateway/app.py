@@ -13,8 +13,9 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from actors.messages import Published
 from mcpproxy.config import Config
-from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
+from mcpproxy.gateway import aggregate, api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
 from mcpproxy.gateway.callback import CLOSE_CSP
 from mcpproxy.gateway.fanout import EventFanout
@@ -33,6 +34,7 @@ from mcpproxy.gateway.shared import (
     error_response,
     printable,
 )
+from mcpproxy.gateway.upstreams import UPSTREAMS, Upstreams
 
 log = logging.getLogger("mcpproxy.gateway")
 
@@ -44,7 +46,7 @@ STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 def _needs_key(path: str, config: Config) -> bool:
     if path.startswith(("/api/", "/events", "/metrics")) or path == "/api":
         return True
-    return path.startswith("/mcp/") and not config.loopback_only
+    return (path == "/mcp" or path.startswith("/mcp/")) and not config.loopback_only
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -237,11 +239,13 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
         web.get("/events", events.handler),
         web.get("/oauth/callback", callback.handler),
         web.get("/metrics", metrics.handler),
-        web.route("*", "/mcp/{name}", passthrough.handler),
+        web.route("*", "/mcp", aggregate.aggregate_handler),
+        web.route("*", "/mcp/{name}", aggregate.server_handler),
         web.route("*", "/api/{tail:.*}", api.not_found),
         *webui.routes(),
     ])
     app.cleanup_ctx.append(passthrough.upstream_client)
+    app.cleanup_ctx.append(aggregate.upstreams_context(lambda a: Upstreams(a, a[BRIDGE], a[CONFIG].current)))
     app.on_shutdown.append(passthrough.close_streams)
     app.on_response_prepare.append(secure_headers)
     app.on_startup.append(_start_listener)
@@ -250,7 +254,16 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
 
 
 async def _start_listener(app: web.Application) -> None:
-    app[BRIDGE].start_listener(asyncio.get_running_loop(), app[FANOUT].publish)
+    publish = app[FANOUT].publish
+    upstreams = app[UPSTREAMS]
+    assert isinstance(upstreams, Upstreams)
+
+    def on_event(msg: Published) -> None:
+        publish(msg)
+        if msg.name == "servers.changed":
+            upstreams.on_status(msg.payload)  # a login or logout moves that server into or out of /mcp
+
+    app[BRIDGE].start_listener(asyncio.get_running_loop(), on_event)
 
 
 async def _close_streams(app: web.Application) -> None:

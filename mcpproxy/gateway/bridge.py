@@ -46,8 +46,12 @@ class ActorBridge:
         self.hub = hub
         self.actors = dict(actors)
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ask")
+        #: One thread for tells, so that they arrive in the order they were made (statuses must not overtake).
+        self.teller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tell")
         self._stop = threading.Event()
         self._listener: threading.Thread | None = None
+        #: Called on the event loop after the hub was restarted (it forgot what others told it).
+        self.on_hub_moved: Callable[[], None] | None = None
 
     def ask_sync(self, addr: Any, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
         with self.asys.private() as ctx:
@@ -57,6 +61,10 @@ class ActorBridge:
         if isinstance(answer, PoisonMessage):
             raise ActorUnavailable(f"{type(msg).__name__} could not be handled")
         return answer
+
+    def tell_sync(self, addr: Any, msg: Any) -> None:
+        with self.asys.private() as ctx:
+            ctx.tell(addr, msg)
 
     async def ask(self, addr: Any, msg: Any, timeout: float = ASK_TIMEOUT) -> Any:
         loop = asyncio.get_running_loop()
@@ -112,6 +120,8 @@ class ActorBridge:
                         if self.hub != hub:
                             log.warning("the event hub was restarted; subscribing again")
                             ctx.tell(self.hub, Subscribe())
+                            if self.on_hub_moved is not None:
+                                loop.call_soon_threadsafe(self.on_hub_moved)
                     msg = ctx.listen(0.5)
                     if isinstance(msg, Published):
                         if msg.payload.get("reason") in MOVED:
@@ -129,3 +139,4 @@ class ActorBridge:
         if self._listener is not None:
             self._listener.join(timeout=2)
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.teller.shutdown(wait=False, cancel_futures=True)

@@ -15,7 +15,7 @@ from mcpproxy import __version__
 from mcpproxy.status import OAUTH_STATUSES
 
 REFRESH_STATES = ("idle", "scheduled", "refreshing", "retrying", "failed")
-ERROR_KINDS = ("network", "server", "invalid_grant", "invalid_client", "protocol", "config")
+ERROR_KINDS = ("network", "server", "invalid_grant", "invalid_client", "protocol", "config", "process")
 PROTOCOLS = ("http", "streamable-http", "sse", "stdio")
 
 Json = dict[str, Any]
@@ -99,6 +99,20 @@ def _schemas() -> Json:
         "oauth_settings": {"oneOf": [{"type": "null"}, _ref("OAuthSettings")],
                            "description": "The server's `oauth` config as it is applied; null when not OAuth."},
     }
+    required = list(status_fields)
+    # The gateway's part (mcpproxy/gateway/upstreams.py): every server's MCP side, and a stdio server's process.
+    status_fields |= {
+        "tools": _nullable("integer", description="How many tools the server listed; null before it was reached."),
+        "in_aggregate": {"type": "boolean", "description": "Whether its tools are in the aggregated /mcp now."},
+        "aggregate_note": _nullable("string", description="Why its tools are not in /mcp (a login needed, "
+                                                          "unreachable, its process exiting, disabled)."),
+        "process": {"type": "string", "enum": ["stopped", "starting", "running", "waiting", "stopping", "failed"],
+                    "description": "A stdio server's process: `waiting` between an exit and its restart, `failed` "
+                                   "after 5 restarts within a minute (reload the config to try again)."},
+        "pid": _nullable("integer", description="A stdio server's process ID while it runs."),
+        "restarts": {"type": "integer", "minimum": 0,
+                     "description": "How often a stdio server's process was restarted after it exited."},
+    }
     counts = {"type": "object", "required": list(OAUTH_STATUSES),
               "properties": {s: {"type": "integer", "minimum": 0} for s in OAUTH_STATUSES},
               "additionalProperties": False}
@@ -156,7 +170,7 @@ def _schemas() -> Json:
             "type": "object",
             "description": "One server's status (docs/architecture.md \"Status object\"): the same object in /servers, /servers/{name}, "
                            "`servers.changed` events and `mcpproxy-ctl status --json`.",
-            "required": list(status_fields),
+            "required": required,
             "properties": status_fields,
             "additionalProperties": False,
         },
@@ -341,7 +355,7 @@ def _paths() -> Json:
         "200": {"description": "The upstream's answer, JSON or an SSE stream, passed through.",
                 "content": {"application/json": {"schema": {}}, "text/event-stream": {"schema": {"type": "string"}}}},
         "202": {"description": "Accepted (notifications and responses), from the upstream."},
-        "400": rpc("The server is a stdio server: only HTTP servers are passed through."),
+        "400": {"description": "A malformed MCP request to a stdio server (the MCP SDK's JSON-RPC error)."},
         "401": _json({"oneOf": [_ref("JsonRpcError"), _ref("ErrorEnvelope")]},
                      "No usable token for this server (JSON-RPC error naming the login command), or the API key "
                      "is missing while the gateway listens off loopback (error envelope)."),
@@ -357,6 +371,19 @@ def _paths() -> Json:
     }
     mcp_op = {"tags": ["pass-through"], "parameters": [NAME_PARAM], "responses": mcp_responses,
               "security": [{}, *KEYED]}
+    agg_responses = {
+        "200": {"description": "The MCP server's answer, an SSE stream or JSON.",
+                "content": {"application/json": {"schema": {}}, "text/event-stream": {"schema": {"type": "string"}}}},
+        "202": {"description": "Accepted (notifications and responses)."},
+        "400": {"description": "A malformed MCP request (the SDK's JSON-RPC error)."},
+        "401": _error("Unauthorized"),
+        "403": _error("CrossOrigin"),
+        "404": {"description": "An unknown or ended Mcp-Session-Id."},
+        "405": rpc("Not a Streamable HTTP method."),
+        **MISDIRECTED,
+        "default": {"description": "Any other status comes from the MCP SDK's transport."},
+    }
+    agg_op = {"tags": ["aggregate"], "responses": agg_responses, "security": [{}, *KEYED]}
     return {
         "/healthz": {"get": _op("healthz", "Liveness: 200 while the gateway runs.", {
             "200": _json(_ref("Health"), "Up."), **MISDIRECTED}, tags=["health"], keyed=False)},
@@ -430,8 +457,20 @@ def _paths() -> Json:
             "200": _text("The single-page app.", "text/html"),
             **MISDIRECTED,
             "503": _text("The Web UI is not built: run `make install`.")}, tags=["meta"], keyed=False)},
+        "/mcp": {
+            "summary": "Every server's tools in one MCP server (Streamable HTTP).",
+            "description": "The MCP SDK's server: tools named SERVER__TOOL (the separator is `tool_separator` in "
+                           "the config), each description starting with [SERVER]; tools/call goes to that server "
+                           "(an HTTP server with its current token, a stdio server through its child). "
+                           "notifications/tools/list_changed when the union changes. Tools only. No API key while "
+                           "the gateway listens on loopback; the key otherwise.",
+            "post": {**agg_op, "operationId": "aggregatePost", "summary": "JSON-RPC messages to the aggregate.",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {}}}}},
+            "get": {**agg_op, "operationId": "aggregateGet", "summary": "Open the aggregate's SSE stream."},
+            "delete": {**agg_op, "operationId": "aggregateDelete", "summary": "End the MCP session."},
+        },
         "/mcp/{name}": {
-            "summary": "MCP Streamable HTTP pass-through to the named server.",
+            "summary": "MCP Streamable HTTP pass-through to the named server (a stdio server: through its child).",
             "description": "The client's own Authorization is dropped and the server's current bearer token "
                            "added; Mcp-Session-Id, MCP-Protocol-Version, Accept and Last-Event-ID pass both "
                            "ways; SSE answers stream as they come. An upstream 401 makes the service refresh "

@@ -141,8 +141,14 @@ async def _read_body(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
+async def ask_token(app: web.Application, name: str, msg: Any) -> Any:
+    """A server's current token (TokenAnswer) or why there is none (Failure), for one upstream request: the one
+    way to a token for the pass-through and the aggregated /mcp alike (mcpproxy/gateway/upstreams.py)."""
+    return await app[BRIDGE].ask_server(name, msg, TOKEN_TIMEOUT)
+
+
 async def _token(request: web.Request, name: str, msg: Any) -> TokenAnswer | web.Response:
-    answer = await request.app[BRIDGE].ask_server(name, msg, TOKEN_TIMEOUT)
+    answer = await ask_token(request.app, name, msg)
     if isinstance(answer, TokenAnswer):
         return answer
     if isinstance(answer, Failure):

@@ -16,7 +16,7 @@ from bench.refresh import lateness_of
 from bench.stats import Summary, Table, percentile
 
 FIGURE_TITLES = ("Refresh lateness", "SSE delivery", "Memory", "Memory of one TokenActor", "Startup to ready",
-                 "Logout latency", "Pass-through overhead")
+                 "Logout latency", "Pass-through overhead", "Aggregated /mcp")
 
 
 def test_percentile_is_nearest_rank() -> None:

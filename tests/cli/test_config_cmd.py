@@ -104,7 +104,7 @@ def test_every_problem_in_one_run_top_level_and_servers(tmp_path: Path) -> None:
                                  {"name": "a", "url": "http://example.com/mcp"},
                                  {"name": "b", "url": "https://example.com/mcp",
                                   "oauth": {"client_idd": "x", "scopes": ["s"]}},
-                                 {"name": "c", "url": "https://example.com/mcp", "env": {}},
+                                 {"name": "c", "url": "https://example.com/mcp", "headerz": {}},
                              ]})
     code, _, err = _validate(path)
     assert code == 1
@@ -117,7 +117,7 @@ def test_every_problem_in_one_run_top_level_and_servers(tmp_path: Path) -> None:
     assert len(errors) == 5, err
     # Far from any known key: reported with its path and the keys known there, and ignored.
     assert "warning: " in err and "headerz: unknown setting, ignored (known here: api_key, data_dir" in err
-    assert "mcpServers[2] (c).env: unknown setting, ignored (known here: args, command, enabled" in err
+    assert "mcpServers[2] (c).headerz: unknown setting, ignored (known here: args, command, enabled" in err
 
 
 def test_serve_refuses_a_misspelt_key_naming_every_problem(tmp_path: Path) -> None:

@@ -176,3 +176,32 @@ def test_the_known_keys_table_names_every_level():
     assert typo_of("actor_system", KNOWN_KEYS) is None
     assert typo_of("oauht", SERVER_KEYS) == "oauth"
     assert typo_of("client_secrte", OAUTH_KEYS) == "client_secret"
+
+
+def test_a_stdio_server_takes_env_and_working_dir(tmp_path):
+    c = config_from_document(doc(mcpServers=[
+        {"name": "local", "command": "npx", "args": ["-y", "srv"], "env": {"TOKEN": "s3cret", "B": "2"},
+         "working_dir": str(tmp_path)},
+    ]), None, env={})
+    server = c.servers[0]
+    assert server.env == (("B", "2"), ("TOKEN", "s3cret")) and server.working_dir == str(tmp_path)
+    assert "s3cret" not in repr(server)  # a value in env may be a secret of the child's
+
+
+@pytest.mark.parametrize("entry,needle", [
+    ({"env": ["A=1"]}, "(local).env: expected an object"),
+    ({"env": {"A": 1}}, "(local).env: expected an object"),
+    ({"env": {"BAD NAME": "x"}}, "'BAD NAME' is not an environment variable name"),
+    ({"working_dir": ""}, "(local).working_dir"),
+])
+def test_a_bad_stdio_entry_names_its_field(entry, needle):
+    c = config_from_document(doc(mcpServers=[{"name": "local", "command": "srv", **entry}]), None, env={})
+    assert not c.servers and needle in c.problems[0]
+
+
+def test_the_tool_separator_is_configurable_and_checked():
+    assert config_from_document(doc(), None, env={}).tool_separator == "__"
+    assert config_from_document(doc(tool_separator="."), None, env={}).tool_separator == "."
+    for bad in ("", "a b", "/", "12345", 3):
+        with pytest.raises(ConfigError, match="tool_separator"):
+            config_from_document(doc(tool_separator=bad), None, env={})

@@ -29,6 +29,14 @@ export interface ServerStatus {
   connected: boolean | null
   last_probe_at: string | null
   oauth_settings?: OAuthSettings | null
+  // The gateway's part (docs/architecture.md "Status object"): the server's tools in the aggregated /mcp …
+  tools?: number | null
+  in_aggregate?: boolean
+  aggregate_note?: string | null
+  // … and a stdio server's supervised process.
+  process?: string
+  pid?: number | null
+  restarts?: number
 }
 
 // A server's `oauth` config as applied (docs/configuration.md); never the secret itself.
