@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from mcpproxy import owner
 from mcpproxy.config import Config, ConfigError, load_config
 from mcpproxy.store import ensure_private_dir
 
@@ -76,6 +77,14 @@ def check_listen(config: Config) -> None:
             f"listen: {config.listen} is not a loopback address; set api_key in the config (or MCPPROXY_API_KEY) "
             "before exposing the service to the network"
         )
+
+
+def claim(config: Config) -> owner.Owned:
+    """The data dir's lock and the bound port, before the actor system exists (docs/architecture.md
+    "Start-up order"); owner.OwnedElsewhere or owner.PortBusy, one line each, when another holds them."""
+    check_listen(config)
+    ensure_private_dir(config.data_dir)
+    return owner.own(config.data_dir, config.listen_host, config.listen_port, config.listen, config.base_url)
 
 
 def _notify_systemd(state: str) -> None:
@@ -207,13 +216,20 @@ def _announce(config: Config, api_key: str) -> None:
 
 
 def serve(config: Config, log_conf: dict[str, Any] | None = None,
-          overrides: dict[str, str | None] | None = None) -> int:
+          overrides: dict[str, str | None] | None = None, owned: owner.Owned | None = None) -> int:
+    owned = owned or claim(config)
+    try:
+        return _serve(config, log_conf, overrides, owned)
+    finally:
+        owned.close()
+
+
+def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str, str | None] | None,
+           owned: owner.Owned) -> int:
     from actors.system import start_actor_system, start_supervisor
     from mcpproxy.gateway.app import create_app
     from mcpproxy.gateway.bridge import ActorBridge
 
-    check_listen(config)
-    ensure_private_dir(config.data_dir)
     api_key, key_source = resolve_api_key(config)
     for problem in config.problems:
         log.error("config: %s", problem)
@@ -248,7 +264,7 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
             runner = web.AppRunner(app, access_log_class=QuietAccessLogger,
                                    access_log=logging.getLogger("mcpproxy.access"), handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_address=True)
+            site = web.SockSite(runner, owned.sock)  # bound before the actors started (owner.claim)
             await site.start()
             oauth = sum(1 for s in config.servers if s.is_oauth and s.enabled)
             log.info("mcpproxy ready on %s — %d servers (%d OAuth); Web UI %s/ ; API key from %s; config %s",
