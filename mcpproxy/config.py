@@ -23,7 +23,7 @@ DEFAULT_THRESHOLD = 0.8
 THRESHOLD_RANGE = (0.5, 0.95)
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The top-level settings this version reads; any other key is reported as unknown and ignored.
-KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers"})
+KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers", "key_file"})
 
 
 class ConfigError(ValueError):
@@ -66,6 +66,8 @@ class Config:
     refresh_threshold: float
     servers: tuple[ServerConfig, ...]
     path: Path | None = None
+    #: The data key's file when no OS keyring answers (docs/security.md); None: the default place.
+    key_file: Path | None = None
     problems: tuple[str, ...] = ()
     #: Unknown top-level keys, one sentence each; not compared, so a reload ignores them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -175,6 +177,13 @@ def config_from_document(
     if api_key is not None and (not isinstance(api_key, str) or len(api_key) < 16):
         raise ConfigError(f"{where}: api_key: expected a string of at least 16 characters")
 
+    key_file = doc.get("key_file")
+    if key_file is not None and (not isinstance(key_file, str) or not key_file):
+        raise ConfigError(f"{where}: key_file: expected a file path")
+    key_path = Path(key_file).expanduser() if key_file else None
+    if key_path is not None and (Path(dd).expanduser() / "store") in (key_path.parent, *key_path.parents):
+        raise ConfigError(f"{where}: key_file: must be outside the store folder {Path(dd).expanduser() / 'store'}")
+
     threshold = doc.get("oauth_refresh_threshold", DEFAULT_THRESHOLD)
     lo, hi = THRESHOLD_RANGE
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not lo <= threshold <= hi:
@@ -212,6 +221,7 @@ def config_from_document(
         refresh_threshold=float(threshold),
         servers=tuple(servers),
         path=path,
+        key_file=key_path,
         problems=tuple(problems),
         warnings=tuple(f"{where}: {key}: unknown setting, ignored" for key in unknown_keys(doc)),
     )

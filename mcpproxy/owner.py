@@ -150,17 +150,10 @@ def borrow(data_dir: Path) -> Borrowed | None:
 
 
 def owner_runtime(data_dir: Path) -> Runtime | None:
-    """The running owner's runtime file: present, naming a live process, and the lock really held."""
+    """The running owner's runtime file, when it names a live process (the lock is not probed: a probe could
+    make a service that starts at that moment think the data dir taken)."""
     runtime = read_runtime(data_dir)
-    if runtime is None or not runtime.alive():
-        return None
-    if not lock_path(data_dir).exists():
-        return None
-    fd = _try_lock(data_dir)
-    if fd is not None:  # nobody holds the lock: the file is left from a process that died
-        os.close(fd)
-        return None
-    return runtime
+    return runtime if runtime is not None and runtime.alive() else None
 
 
 # ---- the runtime file -------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from mcpproxy import datakey, owner
 from mcpproxy import session as core
 from mcpproxy.cli.client import ClientError, ServiceClient, ServiceNotRunning, locate
 from mcpproxy.cli.ctl import (
@@ -34,6 +35,7 @@ from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_pa
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.http import new_session
 from mcpproxy.record import RecordError
+from mcpproxy.sealing import Sealer
 from mcpproxy.status import static_status
 from mcpproxy.store import TokenStore, store_path
 from mcpproxy.work import Revoke
@@ -78,25 +80,48 @@ def _restored(config: Config, server: ServerConfig, store: TokenStore | None) ->
 STANDALONE_NOTE = "standalone, the service is not running"
 
 
+def open_store(config: Config) -> TokenStore:
+    """The store with the data key the service uses (mcpproxy/datakey.py), as the service would open it."""
+    try:
+        key = datakey.load(config.data_dir, config.key_file)
+    except datakey.DataKeyError as e:
+        fail(str(e))
+    return TokenStore(config.data_dir, sealer=Sealer(key))
+
+
+def owned_elsewhere(config: Config, what: str) -> str:
+    """Why a standalone write is refused: a service owns the data dir (and did not answer, or cannot do it)."""
+    runtime = owner.owner_runtime(config.data_dir)
+    who = f"the mcpproxy service (pid {runtime.pid}, {runtime.url})" if runtime else "another mcpproxy"
+    return f"{who} owns {config.data_dir}; {what} — nothing was changed"
+
+
 def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) -> str:
     """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
     where = f"Logged out of '{name}' ({note})"
     if not store_path(config.data_dir).exists():
         return f"{where}: no token store, nothing to delete."
     server = oauth_server(config, name)
-    store = TokenStore(config.data_dir)
-    try:
-        session = _restored(config, server, store)
-        held = session.token is not None
-        _, effects = core.step(session, core.LogoutWanted(reply_to=None, reason="cli"), time.time())
-        revocations = []
-        for effect in effects:
-            if isinstance(effect, core.Persist):
-                store.put_token(name, effect.record)
-            elif isinstance(effect, core.SendWork) and isinstance(effect.op, Revoke):
-                revocations.append(effect.op)
-    finally:
-        store.close()
+    lock = owner.borrow(config.data_dir)  # nothing edits the store behind a running service
+    if lock is None:
+        fail(owned_elsewhere(config, f"it did not answer, so '{name}' was not logged out; try again, or stop it "
+                                     "and log out standalone" if note == STANDALONE_NOTE else
+                             f"'{name}' is disabled, so the service holds no session for it and its stored token "
+                             "is kept; stop the service to delete it standalone"))
+    with lock:
+        store = open_store(config)
+        try:
+            session = _restored(config, server, store)
+            held = session.token is not None
+            _, effects = core.step(session, core.LogoutWanted(reply_to=None, reason="cli"), time.time())
+            revocations = []
+            for effect in effects:
+                if isinstance(effect, core.Persist):
+                    store.put_token(name, effect.record)
+                elif isinstance(effect, core.SendWork) and isinstance(effect.op, Revoke):
+                    revocations.append(effect.op)
+        finally:
+            store.close()
     if not held:
         return f"{where}: no token was stored."
     if not revocations:
@@ -113,7 +138,7 @@ def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) ->
 def standalone_status(config: Config, name: str | None) -> list[dict[str, Any]]:
     """What the store holds, as the status objects the service would show right after it starts."""
     servers = [oauth_server(config, name)] if name else list(config.servers)
-    store = TokenStore(config.data_dir) if store_path(config.data_dir).exists() else None
+    store = open_store(config) if store_path(config.data_dir).exists() else None
     now = time.time()
     try:
         return [_restored(config, s, store).status(now) if s.is_oauth else static_status(s)

@@ -22,7 +22,16 @@ from actors.messages import (
 )
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
-from mcpproxy.gateway.shared import BRIDGE, CONFIG, LOGINS, STARTED, ApiError, ok, read_json
+from mcpproxy.gateway.shared import (
+    AT_REST,
+    BRIDGE,
+    CONFIG,
+    LOGINS,
+    STARTED,
+    ApiError,
+    ok,
+    read_json,
+)
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
 LOGIN_TIMEOUT = 30.0
@@ -102,6 +111,7 @@ async def status(request: web.Request) -> web.Response:
         "counts": stats["by_status"],
         "needs_login": stats["needs_login"],
         "config_problems": list(request.app[CONFIG].current.problems),
+        "at_rest": request.app.get(AT_REST, "key_file"),
     })
 
 

@@ -156,7 +156,7 @@ def _schemas() -> Json:
         "Status": {
             "type": "object",
             "required": ["version", "uptime_seconds", "listen", "servers", "counts", "needs_login",
-                         "config_problems"],
+                         "config_problems", "at_rest"],
             "properties": {
                 "version": {"type": "string"},
                 "uptime_seconds": {"type": "number", "minimum": 0},
@@ -165,6 +165,8 @@ def _schemas() -> Json:
                 "counts": counts,
                 "needs_login": {"type": "integer", "minimum": 0},
                 "config_problems": {"type": "array", "items": {"type": "string"}},
+                "at_rest": {"type": "string", "enum": ["keyring", "key_file"],
+                            "description": "Where the key that seals the token store comes from (docs/security.md)."},
             },
             "additionalProperties": False,
         },
