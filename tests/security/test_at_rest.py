@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from mcpproxy.store import TokenStore
 from tests.cli.helpers import CTL, run
 from tests.conftest import ServiceFactory
@@ -225,6 +227,13 @@ def test_keyring_path_against_a_real_secret_service(service_factory: ServiceFact
         r = run([CTL, "--config", str(svc.config_path), "status"])
         assert r.stdout.splitlines()[-1] == "Tokens at rest: sealed, with the data key from the OS keyring."
         assert not key_file.exists(), "a key file was written though the keyring answered"
+        # The key was asked for before the actors were forked: none of them inherited the D-Bus connection.
+        for pid in svc.pids()[1:]:
+            proc = psutil.Process(pid)
+            if proc.name().startswith("mcpproxy:"):
+                held = [f for f in (os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+                        if f.startswith("socket:")]
+                assert held == [], f"{proc.name()} holds sockets {held}"
         entry = keyring_entry(env, svc.data_dir)
         assert entry is not None and len(base64.urlsafe_b64decode(entry)) == 32
 
