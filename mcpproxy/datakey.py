@@ -15,10 +15,11 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mcpproxy.sealing import KEY_BYTES, DataKey
+from mcpproxy.sealing import KEY_BYTES, DataKey, key_id
 
 log = logging.getLogger("mcpproxy.store")
 
@@ -73,13 +74,23 @@ def _decode(text: str) -> bytes | None:
     return key if len(key) == KEY_BYTES else None
 
 
-def load(data_dir: Path, key_file: Path | None = None) -> DataKey:
-    """The data key of this data dir, made when there is none yet."""
+def load(data_dir: Path, key_file: Path | None = None, sealed_with: Mapping[bytes, int] | None = None) -> DataKey:
+    """The data key of this data dir, made when there is none yet.
+
+    sealed_with counts the store's records by the id of the key that sealed them: when the keyring holds
+    one key and the key file another (a service that started once while the keyring did not answer), the
+    key that sealed the store wins, so a store does not flip between two keys from one start to the next."""
     path = key_file or default_key_file(data_dir)
     backend = os_keyring()
     if backend is not None:
         found = _from_keyring(backend, data_dir, path)
         if found is not None:
+            counts = sealed_with or {}
+            other = _read_file(path) if counts else None
+            if other is not None and counts.get(key_id(other), 0) > counts.get(key_id(found.key), 0):
+                log.warning("store: %s holds another data key than the key file %s, which sealed the store; using "
+                            "the key file", found.where, path)
+                return DataKey(other, "key_file", str(path))
             return found
     return _from_file(path)
 

@@ -52,6 +52,11 @@ def is_sealed(value: bytes) -> bool:
     return value[:len(MAGIC)] == MAGIC
 
 
+def sealed_key_id(value: bytes) -> bytes:
+    """The id of the key a sealed value was sealed with."""
+    return value[len(MAGIC):len(MAGIC) + _ID]
+
+
 class Sealer:
     def __init__(self, key: DataKey) -> None:
         if len(key.key) != KEY_BYTES:
@@ -81,4 +86,4 @@ class Sealer:
 
     def foreign(self, sealed: bytes) -> bool:
         """Sealed, but with another data key."""
-        return is_sealed(sealed) and sealed[len(MAGIC):len(MAGIC) + _ID] != self._id
+        return is_sealed(sealed) and sealed_key_id(sealed) != self._id

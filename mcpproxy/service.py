@@ -91,8 +91,10 @@ def claim(config: Config) -> owner.Owned:
 def load_data_key(config: Config) -> DataKey:
     """The store's data key (mcpproxy/datakey.py), asked for before the actor system: the keyring's D-Bus
     connection is closed again before any actor is forked."""
+    from mcpproxy.store import sealing_key_ids
+
     try:
-        return datakey.load(config.data_dir, config.key_file)
+        return datakey.load(config.data_dir, config.key_file, sealing_key_ids(config.data_dir))
     except datakey.DataKeyError as e:
         raise ConfigError(str(e)) from None
 

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import lmdb
 import msgpack
 
 from mcpproxy.record import RecordError, TokenRecord, decode_map
-from mcpproxy.sealing import Sealer, SealError, is_sealed
+from mcpproxy.sealing import Sealer, SealError, is_sealed, sealed_key_id
 
 log = logging.getLogger("mcpproxy.store")
 
@@ -171,6 +172,25 @@ class TokenStore:
 
     def close(self) -> None:
         self.env.close()
+
+
+def sealing_key_ids(data_dir: Path) -> Counter[bytes]:
+    """How many token records each data key id sealed: which key the store was sealed with (for datakey.load).
+
+    Opened and closed again before the actor system forks; an unreadable or missing store counts nothing."""
+    if not (store_path(data_dir) / "data.mdb").exists():
+        return Counter()
+    try:
+        store = TokenStore(data_dir, sealer=None)
+    except (StoreError, lmdb.Error):
+        return Counter()
+    try:
+        with store.env.begin(db=store._tokens) as txn:
+            return Counter(sealed_key_id(v) for _, v in txn.cursor() if is_sealed(v))
+    except lmdb.Error:
+        return Counter()
+    finally:
+        store.close()
 
 
 def compact(data_dir: Path) -> None:

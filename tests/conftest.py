@@ -31,6 +31,12 @@ def mcp_server(auth_server: OAuthServerHandle) -> Iterator[MCPServerHandle]:
 #: Secret Service (tests/security/test_at_rest.py); every other service uses its key file.
 os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_config_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A service started without `key_file` makes its data key under $XDG_CONFIG_HOME: never the tester's."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
+
 ServiceFactory = Callable[..., ServiceHandle]
 
 

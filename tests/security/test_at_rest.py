@@ -254,3 +254,41 @@ def test_keyring_path_against_a_real_secret_service(service_factory: ServiceFact
         assert sum("were sealed with another data key" in line for line in svc.logs().splitlines()) == 1
         assert keyring_entry(env, svc.data_dir) != entry
         svc.stop()
+
+
+def test_a_store_keeps_the_key_that_sealed_it_when_the_keyring_comes_and_goes(
+        service_factory: ServiceFactory, mcp_server: MCPServerHandle, auth_server: OAuthServerHandle) -> None:
+    """A service started once while the keyring did not answer (a unit started before the desktop login)."""
+    auth_server.set_config(access_ttl=3600)
+    svc = service_factory([{"name": "demo", "url": mcp_server.url, "oauth": {}}], start=False)
+    key_file = key_file_of(svc.data_dir)
+    with secret_service() as env:
+        svc.extra_env.update(env)
+        svc.start()
+        svc.login("demo")
+        assert at_rest(svc) == "keyring"
+        svc.stop()
+
+        svc.extra_env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"  # the keyring does not answer
+        svc.start()
+        assert at_rest(svc) == "key_file" and key_file.exists()
+        assert svc.status("demo")["action"] == "login"  # its key is out of reach: one login
+        svc.login("demo")
+        svc.stop()
+
+        svc.extra_env["PYTHON_KEYRING_BACKEND"] = SECRET_SERVICE  # back: the key that sealed the store wins
+        svc.start()
+        assert at_rest(svc) == "key_file"
+        status = svc.status("demo")
+        assert status["oauth_status"] == "authenticated" and status["token_held"], status
+        assert "which sealed the store; using the key file" in svc.logs()
+        svc.stop()
+
+    # A key file from before there was a keyring moves into a keyring that holds no key: no login lost.
+    with secret_service() as env:
+        svc.extra_env.update(env)
+        svc.start()
+        assert at_rest(svc) == "keyring"
+        assert svc.status("demo")["oauth_status"] == "authenticated"
+        assert keyring_entry(env, svc.data_dir) == key_file.read_text().strip()
+        assert f"the data key from {key_file} is now kept in the OS keyring (SecretService)" in svc.logs()
