@@ -23,6 +23,16 @@ _ID = 4
 _HEAD = len(MAGIC) + _ID + _NONCE
 
 
+def _warm_up() -> None:
+    """OpenSSL sets up a cipher lazily, on first use: done here, at import — before the actors are forked —
+    its tables are shared by every actor instead of being built again in each one."""
+    aead = AESGCM(bytes(KEY_BYTES))
+    aead.decrypt(bytes(_NONCE), aead.encrypt(bytes(_NONCE), b"warm", b"up"), b"up")
+
+
+_warm_up()
+
+
 class SealError(Exception):
     """A sealed value does not open; the message says why, without any secret."""
 

@@ -1,8 +1,9 @@
 """`mcpproxy auth status|login|logout` — the form users of the Go mcpproxy know.
 
-Through the running service when there is one. When none runs, `logout` runs the session core's own
-logout rules here (tombstone, then revocation) and `status` shows the session the store would restore;
-so does `logout` of a disabled server, which has no session in the service. `logout --all` covers the
+Through the running service when there is one. When no service owns the data dir (mcpproxy/owner.py),
+`logout` takes its lock and runs the session core's own logout rules here (tombstone, then revocation),
+and `status` shows the session the store would restore; so does `logout` of a disabled server, which
+has no session in the service (refused while a service owns the store). `logout --all` covers the
 enabled servers and says what it left of each disabled one.
 """
 
@@ -104,10 +105,11 @@ def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) ->
     server = oauth_server(config, name)
     lock = owner.borrow(config.data_dir)  # nothing edits the store behind a running service
     if lock is None:
-        fail(owned_elsewhere(config, f"it did not answer, so '{name}' was not logged out; try again, or stop it "
-                                     "and log out standalone" if note == STANDALONE_NOTE else
-                             f"'{name}' is disabled, so the service holds no session for it and its stored token "
-                             "is kept; stop the service to delete it standalone"))
+        if note == STANDALONE_NOTE:
+            fail(owned_elsewhere(config, f"it did not answer, so '{name}' was not logged out; try again, or stop "
+                                         "it and log out standalone"))
+        fail(owned_elsewhere(config, f"'{name}' is disabled, so the service holds no session for it and its stored "
+                                     "token is kept; stop the service to delete it standalone"))
     with lock:
         store = open_store(config)
         try:
