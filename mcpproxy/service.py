@@ -84,8 +84,11 @@ def claim(config: Config) -> owner.Owned:
     """The data dir's lock and the bound port, before the actor system exists (docs/architecture.md
     "Start-up order"); owner.OwnedElsewhere or owner.PortBusy, one line each, when another holds them."""
     check_listen(config)
-    ensure_private_dir(config.data_dir)
-    return owner.own(config.data_dir, config.listen_host, config.listen_port, config.listen, config.base_url)
+    try:
+        ensure_private_dir(config.data_dir)
+        return owner.own(config.data_dir, config.listen_host, config.listen_port, config.listen, config.base_url)
+    except OSError as e:  # a data dir that cannot be written: one line, not a traceback
+        raise ConfigError(f"data_dir {config.data_dir}: {e.strerror}") from None
 
 
 def load_data_key(config: Config) -> DataKey:
