@@ -6,7 +6,7 @@ WEBUI   := mcpproxy/webui_dist/index.html
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST  := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test lint unit e2e fuzz bench demo chromium clean
+.PHONY: install run test lint unit e2e fuzz bench demo chromium keyring clean
 
 install: $(STAMP) $(WEBUI)
 
@@ -23,6 +23,12 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium >/dev/null; }
 
+# A real Secret Service for the keyring tests (gnome-keyring-daemon under dbus-run-session).
+keyring:
+	@command -v gnome-keyring-daemon >/dev/null 2>&1 && command -v dbus-run-session >/dev/null 2>&1 || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	  gnome-keyring dbus-daemon >/dev/null; }
+
 run: install
 	$(VENV)/bin/mcpproxy serve
 
@@ -30,14 +36,14 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check mcpproxy actors tests e2e
 	$(VENV)/bin/mypy
 
-unit: install
+unit: install keyring
 	$(PYTEST) tests
 
 e2e: install chromium
 	$(PYTEST) e2e
 
 # Three workers: most tests wait on real timers and servers, so they overlap well on two cores.
-test: install chromium lint
+test: install chromium keyring lint
 	$(PYTEST) -n 3 tests e2e
 
 fuzz: install

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpproxy.config import Config, ServerConfig
+from mcpproxy.sealing import DataKey
 from mcpproxy.session import (
     Failure,
     LoggedOut,
@@ -36,6 +37,7 @@ class Request:
 class Start(Request):
     config: Config
     service_pid: int = 0
+    data_key: DataKey | None = None  # seals the store (mcpproxy/sealing.py); held in memory only
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,7 @@ class Configure:
     hub: Any
     worker: Any
     reason: str = "start"
+    data_key: DataKey | None = None
 
 
 # ---- gateway → TokenActor ---------------------------------------------------------------------

@@ -37,8 +37,9 @@ from actors.messages import (
 from actors.oauth_worker import OAuthWorker
 from actors.token_actor import TokenActor
 from mcpproxy.config import Config, ServerConfig
+from mcpproxy.sealing import DataKey, Sealer
 from mcpproxy.status import static_status
-from mcpproxy.store import open_or_set_aside
+from mcpproxy.store import TokenStore, compact, open_or_set_aside
 
 log = logging.getLogger("mcpproxy.supervisor")
 
@@ -60,13 +61,18 @@ class Supervisor(GuardedActor):
         self.stopping = False
         self.clock_offset = 0.0
         self.service_pid = 0
+        self.data_key: DataKey | None = None
 
     def receiveMsg_Start(self, msg: Start, sender: Any) -> None:
         name_process("mcpproxy-sup")
         self.config = msg.config
         self.service_pid = msg.service_pid
-        store, note = open_or_set_aside(msg.config.data_dir)
+        self.data_key = msg.data_key
+        store, note = open_or_set_aside(msg.config.data_dir, Sealer(msg.data_key) if msg.data_key else None)
+        sealed = _seal_at_start(store)
         store.close()
+        if sealed:
+            compact(msg.config.data_dir)
         gc.collect()
         gc.freeze()  # our children are forked from here: share, don't copy
         self.hub = self.createActor(EventHub)
@@ -80,7 +86,7 @@ class Supervisor(GuardedActor):
     def _configure(self, addr: Any, server: ServerConfig, reason: str) -> None:
         assert self.config is not None
         self.send(addr, Configure(server, self.config.refresh_threshold, self.config.redirect_uri,
-                                  str(self.config.data_dir), self.hub, self.worker, reason))
+                                  str(self.config.data_dir), self.hub, self.worker, reason, self.data_key))
 
     def _add(self, server: ServerConfig, reason: str) -> None:
         self.servers[server.name] = server
@@ -182,6 +188,22 @@ class Supervisor(GuardedActor):
         self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
 
 
+
+
+def _seal_at_start(store: TokenStore) -> int:
+    """Seals what an earlier version left in plaintext, before any TokenActor reads it (no login is lost), and
+    says in one line which servers' records a different data key sealed: those need a login."""
+    if store.sealer is None:
+        return 0
+    where = store.sealer.key.where
+    sealed = store.seal_plaintext()
+    if sealed:
+        log.info("store: sealed %d plaintext record(s) with the data key from %s", sealed, where)
+    foreign = store.foreign_tokens()
+    if foreign:
+        log.error("store: the token records of %s were sealed with another data key, not the one from %s; "
+                  "those servers need login (restore that key to recover them)", ", ".join(foreign), where)
+    return sealed
 
 
 def _alive(pid: int) -> bool:

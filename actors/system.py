@@ -10,6 +10,7 @@ from thespian.actors import ActorSystem
 
 from actors.messages import Start, Started
 from mcpproxy.config import Config
+from mcpproxy.sealing import DataKey
 
 #: Thespian's queue base gives each actor a 10-deep queue and the admin a 40-deep one, with blocking
 #: puts: a parent routing for 100+ children deadlocks (measured at 100). Deeper queues cost nothing idle.
@@ -55,11 +56,12 @@ def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> Actor
     return ActorSystem(SYSTEM_BASE, {}, logDefs=log_defs or False)
 
 
-def start_supervisor(asys: ActorSystem, config: Config, timeout: float = 60.0) -> tuple[Any, Started]:
+def start_supervisor(asys: ActorSystem, config: Config, timeout: float = 60.0,
+                     data_key: DataKey | None = None) -> tuple[Any, Started]:
     from actors.supervisor import Supervisor
 
     sup = asys.createActor(Supervisor)
-    answer = asys.ask(sup, Start(config, os.getpid()), timeout)
+    answer = asys.ask(sup, Start(config, os.getpid(), data_key), timeout)
     if not isinstance(answer, Started):
         raise ActorSystemError(f"the supervisor did not start: {answer!r}")
     return sup, answer

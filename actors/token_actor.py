@@ -38,6 +38,7 @@ from actors.messages import (
 from mcpproxy import session as core
 from mcpproxy.oauth import pkce
 from mcpproxy.record import RecordError
+from mcpproxy.sealing import DataKey, Sealer
 from mcpproxy.store import StoreError, TokenStore
 
 log = logging.getLogger("mcpproxy.token")
@@ -54,12 +55,13 @@ class TokenActor(GuardedActor):
         self.worker: Any = None
         self.data_dir = ""
         self.store: TokenStore | None = None
+        self.data_key: DataKey | None = None
 
     # ---- setup -------------------------------------------------------------------------------
 
     def receiveMsg_Configure(self, msg: Configure, sender: Any) -> None:
         worker_lost = self.worker is not None and msg.worker != self.worker
-        self.hub, self.worker, self.data_dir = msg.hub, msg.worker, msg.data_dir
+        self.hub, self.worker, self.data_dir, self.data_key = msg.hub, msg.worker, msg.data_dir, msg.data_key
         if self.session is None:
             self.name = msg.server.name
             name_process(f"mcpproxy:{self.name}")
@@ -72,7 +74,7 @@ class TokenActor(GuardedActor):
 
     def _open_store(self) -> TokenStore:
         if self.store is None:
-            self.store = TokenStore(Path(self.data_dir))
+            self.store = TokenStore(Path(self.data_dir), sealer=Sealer(self.data_key) if self.data_key else None)
         return self.store
 
     def _load(self, reason: str) -> core.Loaded:

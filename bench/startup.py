@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.fleet import Fleet, fleet, new_service, pss_of, server_names
 from bench.stats import Summary, Table, mb
-from mcpproxy.store import TokenStore
+from tests.harness import open_store
 
 TARGET = 5.0
 TARGET_AT = 100
@@ -28,14 +28,14 @@ class StartupRun:
 
 def seed_store(f: Fleet, data_dir: Path, names: list[str]) -> None:
     """Writes a store holding a copy of f's logged-in server's token under each name."""
-    src = TokenStore(f.svc.data_dir)
+    src = open_store(f.svc.data_dir)
     try:
         record = src.get_token(f.names[0])
         assert record is not None and record.has_token and record.issuer, "the seed login left no token"
         clients = {record.issuer: src.get_client(record.issuer)}
     finally:
         src.close()
-    dst = TokenStore(data_dir)
+    dst = open_store(data_dir)
     try:
         dst.check_schema()
         for issuer, client in clients.items():

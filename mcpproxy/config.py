@@ -27,7 +27,8 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: The known-keys table: the keys this version reads at each level of the file. A key not listed is reported
 #: with its path — an error when it is close to a known one (a typo), else a warning — so a new setting is one
 #: entry here.
-KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers", "tool_separator"})
+KNOWN_KEYS = frozenset({"listen", "data_dir", "api_key", "oauth_refresh_threshold", "mcpServers", "tool_separator",
+                        "key_file"})
 SERVER_KEYS = frozenset({"name", "protocol", "enabled", "url", "oauth", "command", "args", "env", "working_dir"})
 #: The settings a server's `oauth` object reads (docs/configuration.md "Server fields").
 OAUTH_KEYS = frozenset({"client_id", "client_secret", "scopes", "extra_params", "resource", "redirect_uri",
@@ -107,6 +108,8 @@ class Config:
     servers: tuple[ServerConfig, ...]
     path: Path | None = None
     tool_separator: str = DEFAULT_TOOL_SEPARATOR
+    #: The data key's file when no OS keyring answers (docs/security.md); None: the default place.
+    key_file: Path | None = None
     problems: tuple[str, ...] = ()
     #: Unknown top-level keys, one sentence each; not compared, so a reload ignores them.
     warnings: tuple[str, ...] = field(default=(), compare=False)
@@ -237,6 +240,13 @@ def config_from_document(
         fatal.append(f"{where}: api_key: expected a string of at least 16 characters")
         api_key = None
 
+    key_file = doc.get("key_file")
+    if key_file is not None and (not isinstance(key_file, str) or not key_file):
+        raise ConfigError(f"{where}: key_file: expected a file path")
+    key_path = Path(key_file).expanduser() if key_file else None
+    if key_path is not None and (Path(dd).expanduser() / "store") in (key_path.parent, *key_path.parents):
+        raise ConfigError(f"{where}: key_file: must be outside the store folder {Path(dd).expanduser() / 'store'}")
+
     threshold = doc.get("oauth_refresh_threshold", DEFAULT_THRESHOLD)
     lo, hi = THRESHOLD_RANGE
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not lo <= threshold <= hi:
@@ -298,6 +308,7 @@ def config_from_document(
         refresh_threshold=float(threshold),
         servers=tuple(servers),
         path=path,
+        key_file=key_path,
         problems=tuple(problems),
         tool_separator=separator,
         warnings=tuple(warnings),

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from mcpproxy import datakey, owner
 from mcpproxy.config import Config, ConfigError, load_config
+from mcpproxy.sealing import DataKey
 from mcpproxy.store import ensure_private_dir
 
 if TYPE_CHECKING:
@@ -76,6 +78,28 @@ def check_listen(config: Config) -> None:
             f"listen: {config.listen} is not a loopback address; set api_key in the config (or MCPPROXY_API_KEY) "
             "before exposing the service to the network"
         )
+
+
+def claim(config: Config) -> owner.Owned:
+    """The data dir's lock and the bound port, before the actor system exists (docs/architecture.md
+    "Start-up order"); owner.OwnedElsewhere or owner.PortBusy, one line each, when another holds them."""
+    check_listen(config)
+    try:
+        ensure_private_dir(config.data_dir)
+        return owner.own(config.data_dir, config.listen_host, config.listen_port, config.listen, config.base_url)
+    except OSError as e:  # a data dir that cannot be written: one line, not a traceback
+        raise ConfigError(f"data_dir {config.data_dir}: {e.strerror}") from None
+
+
+def load_data_key(config: Config) -> DataKey:
+    """The store's data key (mcpproxy/datakey.py), asked for before the actor system: the keyring's D-Bus
+    connection is closed again before any actor is forked."""
+    from mcpproxy.store import sealing_key_ids
+
+    try:
+        return datakey.load(config.data_dir, config.key_file, sealing_key_ids(config.data_dir))
+    except datakey.DataKeyError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _notify_systemd(state: str) -> None:
@@ -178,13 +202,14 @@ class ConfigReloader:
     @staticmethod
     def _keep_restart_only(old: Config, new: Config) -> Config:
         kept = []
-        for field_name, label in (("listen", "listen"), ("data_dir", "data_dir"), ("api_key", "api_key")):
+        for field_name, label in (("listen", "listen"), ("data_dir", "data_dir"), ("api_key", "api_key"),
+                                  ("key_file", "key_file")):
             if getattr(old, field_name) != getattr(new, field_name):
                 kept.append(label)
         if kept:
             log.warning("config: %s changed; restart mcpproxy to apply (keeping the running value)", ", ".join(kept))
         return replace(new, listen_host=old.listen_host, listen_port=old.listen_port, data_dir=old.data_dir,
-                       api_key=old.api_key)
+                       api_key=old.api_key, key_file=old.key_file)
 
     async def watch(self) -> None:
         assert self.path is not None
@@ -220,12 +245,20 @@ def _announce(config: Config, api_key: str) -> None:
 
 
 def serve(config: Config, log_conf: dict[str, Any] | None = None,
-          overrides: dict[str, str | None] | None = None) -> int:
+          overrides: dict[str, str | None] | None = None, owned: owner.Owned | None = None) -> int:
+    owned = owned or claim(config)
+    try:
+        return _serve(config, log_conf, overrides, owned)
+    finally:
+        owned.close()
+
+
+def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str, str | None] | None,
+           owned: owner.Owned) -> int:
     from actors.system import start_actor_system, start_supervisor
 
-    check_listen(config)
-    ensure_private_dir(config.data_dir)
     api_key, key_source = resolve_api_key(config)
+    data_key = load_data_key(config)
     for problem in config.problems:
         log.error("config: %s", problem)
     for warning in config.warnings:
@@ -239,11 +272,14 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
     try:
-        sup, started = start_supervisor(asys, config)
+        sup, started = start_supervisor(asys, config, data_key=data_key)
         if started.store_note:
             log.error("store: %s", started.store_note)
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
         app = create_app(config, bridge, api_key)
+        from mcpproxy.gateway.shared import AT_REST
+
+        app[AT_REST] = data_key.source
         from mcpproxy.gateway.app import QuietAccessLogger
         from mcpproxy.gateway.shared import CONFIG
 
@@ -266,11 +302,12 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
             runner = web.AppRunner(app, access_log_class=QuietAccessLogger,
                                    access_log=logging.getLogger("mcpproxy.access"), handle_signals=False)
             await runner.setup()
-            site = web.TCPSite(runner, config.listen_host, config.listen_port, reuse_address=True)
+            site = web.SockSite(runner, owned.sock)  # bound before the actors started (owner.claim)
             await site.start()
             oauth = sum(1 for s in config.servers if s.is_oauth and s.enabled)
-            log.info("mcpproxy ready on %s — %d servers (%d OAuth); Web UI %s/ ; API key from %s; config %s",
-                     config.base_url, len(config.servers), oauth, config.base_url, key_source, config.path)
+            log.info("mcpproxy ready on %s — %d servers (%d OAuth); Web UI %s/ ; API key from %s; config %s; "
+                     "tokens sealed at rest with the data key from %s", config.base_url, len(config.servers), oauth,
+                     config.base_url, key_source, config.path, data_key.where)
             _notify_systemd("READY=1")
             _announce(config, api_key)
             await stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ def mcp_server(auth_server: OAuthServerHandle) -> Iterator[MCPServerHandle]:
     with start_mcp_server(auth_server.base_url) as handle:
         yield handle
 
+
+#: No test reaches the keyring of the person running them: the ones that test the keyring start their own
+#: Secret Service (tests/security/test_at_rest.py); every other service uses its key file.
+os.environ.setdefault("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _own_config_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A service started without `key_file` makes its data key under $XDG_CONFIG_HOME: never the tester's."""
+    os.environ["XDG_CONFIG_HOME"] = str(tmp_path_factory.mktemp("xdg-config"))
 
 ServiceFactory = Callable[..., ServiceHandle]
 

@@ -265,11 +265,26 @@ class ServiceHandle:
         return reader
 
 
+def key_file_of(data_dir: Path) -> Path:
+    """Where a test service keeps its data key: beside its data dir, never in the tester's home."""
+    return data_dir.with_name(data_dir.name + ".key")
+
+
+def open_store(data_dir: Path, key_file: Path | None = None) -> Any:
+    """The service's store, opened with its data key (to look at what it wrote)."""
+    from mcpproxy.datakey import load
+    from mcpproxy.sealing import Sealer
+    from mcpproxy.store import TokenStore
+
+    return TokenStore(data_dir, sealer=Sealer(load(data_dir, key_file or key_file_of(data_dir))))
+
+
 def write_config(data_dir: Path, port: int, servers: list[dict[str, Any]], *, threshold: float = 0.8,
                  api_key: str | None = API_KEY, **extra: Any) -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
     doc: dict[str, Any] = {"listen": f"127.0.0.1:{port}", "data_dir": str(data_dir),
-                           "oauth_refresh_threshold": threshold, "mcpServers": servers, **extra}
+                           "oauth_refresh_threshold": threshold, "mcpServers": servers,
+                           "key_file": str(key_file_of(data_dir)), **extra}
     if api_key:
         doc["api_key"] = api_key
     path = data_dir / "mcp_config.json"

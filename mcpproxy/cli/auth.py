@@ -1,13 +1,15 @@
 """`mcpproxy auth status|login|logout` — the form users of the Go mcpproxy know.
 
-Through the running service when there is one. When none runs, `logout` runs the session core's own
-logout rules here (tombstone, then revocation) and `status` shows the session the store would restore;
-so does `logout` of a disabled server, which has no session in the service. `logout --all` covers the
+Through the running service when there is one. When no service owns the data dir (mcpproxy/owner.py),
+`logout` takes its lock and runs the session core's own logout rules here (tombstone, then revocation),
+and `status` shows the session the store would restore; so does `logout` of a disabled server, which
+has no session in the service (refused while a service owns the store). `logout --all` covers the
 enabled servers and says what it left of each disabled one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import sys
@@ -17,6 +19,7 @@ from typing import Any
 
 import click
 
+from mcpproxy import datakey, owner
 from mcpproxy import session as core
 from mcpproxy.cli.client import ClientError, ServiceClient, ServiceNotRunning, locate
 from mcpproxy.cli.ctl import (
@@ -35,6 +38,7 @@ from mcpproxy.config import Config, ConfigError, ServerConfig, default_config_pa
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.http import new_session
 from mcpproxy.record import RecordError
+from mcpproxy.sealing import Sealer
 from mcpproxy.status import static_status
 from mcpproxy.store import TokenStore, store_path
 from mcpproxy.work import Probe, Refresh, Revoke
@@ -79,25 +83,49 @@ def _restored(config: Config, server: ServerConfig, store: TokenStore | None) ->
 STANDALONE_NOTE = "standalone, the service is not running"
 
 
+def open_store(config: Config) -> TokenStore:
+    """The store with the data key the service uses (mcpproxy/datakey.py), as the service would open it."""
+    try:
+        key = datakey.load(config.data_dir, config.key_file)
+    except datakey.DataKeyError as e:
+        fail(str(e))
+    return TokenStore(config.data_dir, sealer=Sealer(key))
+
+
+def owned_elsewhere(config: Config, what: str) -> str:
+    """Why a standalone write is refused: a service owns the data dir (and did not answer, or cannot do it)."""
+    runtime = owner.owner_runtime(config.data_dir)
+    who = f"the mcpproxy service (pid {runtime.pid}, {runtime.url})" if runtime else "another mcpproxy"
+    return f"{who} owns {config.data_dir}; {what} — nothing was changed"
+
+
 def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) -> str:
     """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
     where = f"Logged out of '{name}' ({note})"
     if not store_path(config.data_dir).exists():
         return f"{where}: no token store, nothing to delete."
     server = oauth_server(config, name)
-    store = TokenStore(config.data_dir)
-    try:
-        session = _restored(config, server, store)
-        held = session.token is not None
-        _, effects = core.step(session, core.LogoutWanted(reply_to=None, reason="cli"), time.time())
-        revocations = []
-        for effect in effects:
-            if isinstance(effect, core.Persist):
-                store.put_token(name, effect.record)
-            elif isinstance(effect, core.SendWork) and isinstance(effect.op, Revoke):
-                revocations.append(effect.op)
-    finally:
-        store.close()
+    lock = owner.borrow(config.data_dir)  # nothing edits the store behind a running service
+    if lock is None:
+        if note == STANDALONE_NOTE:
+            fail(owned_elsewhere(config, f"it did not answer, so '{name}' was not logged out; try again, or stop "
+                                         "it and log out standalone"))
+        fail(owned_elsewhere(config, f"'{name}' is disabled, so the service holds no session for it and its stored "
+                                     "token is kept; stop the service to delete it standalone"))
+    with lock:
+        store = open_store(config)
+        try:
+            session = _restored(config, server, store)
+            held = session.token is not None
+            _, effects = core.step(session, core.LogoutWanted(reply_to=None, reason="cli"), time.time())
+            revocations = []
+            for effect in effects:
+                if isinstance(effect, core.Persist):
+                    store.put_token(name, effect.record)
+                elif isinstance(effect, core.SendWork) and isinstance(effect.op, Revoke):
+                    revocations.append(effect.op)
+        finally:
+            store.close()
     if not held:
         return f"{where}: no token was stored."
     if not revocations:
@@ -121,19 +149,17 @@ def standalone_status(config: Config, name: str | None) -> list[dict[str, Any]]:
     run on them (a due refresh is made, and its answer kept), so a refresh token the authorization server no
     longer takes shows Auth Error here too, not Authenticated. A disabled server shows what its store holds."""
     servers = [oauth_server(config, name)] if name else list(config.servers)
-    store = TokenStore(config.data_dir) if store_path(config.data_dir).exists() else None
-    try:
-        rows = []
-        for s in servers:
-            if not s.is_oauth:
-                rows.append(static_status(s))
-            elif s.enabled and store is not None:
-                rows.append(_as_the_service_would(config, s, store))
-            else:
-                rows.append(_restored(config, s, store).status(time.time()))
-        return rows
-    finally:
-        if store is not None:
+    if not store_path(config.data_dir).exists():
+        return [_restored(config, s, None).status(time.time()) if s.is_oauth else static_status(s) for s in servers]
+    # A due refresh writes the store: only while no service owns the data dir; else the sessions as stored.
+    lock = owner.borrow(config.data_dir)
+    store = open_store(config)
+    with lock or contextlib.nullcontext():
+        try:
+            return [static_status(s) if not s.is_oauth
+                    else _as_the_service_would(config, s, store) if s.enabled and lock is not None
+                    else _restored(config, s, store).status(time.time()) for s in servers]
+        finally:
             store.close()
 
 

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -35,7 +36,8 @@ class ClientError(Exception):
 
 class ServiceNotRunning(ClientError):
     def __init__(self, url: str) -> None:
-        super().__init__(f"the mcpproxy service is not running at {url} (nothing answered); {START_HINT}")
+        super().__init__(f"the mcpproxy service is not running at {url} (nothing answered); {START_HINT}; "
+                         "if it runs at another address, pass --url or set MCPPROXY_URL")
         self.url = url
 
 
@@ -213,21 +215,49 @@ def load_config_quietly(config_path: str | None) -> tuple[Config | None, Path, s
         return e.partial, path, str(e)  # a broken edit still names the service's address and key
 
 
+def base_url(url: str, where: str) -> str:
+    """An http(s) base URL from what the user gave; `127.0.0.1:9801` means http://127.0.0.1:9801."""
+    text = url.strip()
+    if "://" not in text:
+        text = "http://" + text
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 — raises on a port that is not a number
+    except ValueError:
+        raise ClientError(f"{where}: {url!r} is not a URL such as http://127.0.0.1:8080") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ClientError(f"{where}: {url!r} is not a URL such as http://127.0.0.1:8080")
+    return text.rstrip("/")
+
+
 def locate(url: str | None = None, api_key: str | None = None, config_path: str | None = None,
            config: Config | None = None) -> ServiceClient:
-    """Where the service is and its key: flags and MCPPROXY_URL/MCPPROXY_API_KEY first, then the config."""
+    """Where the service is and its key: flags and MCPPROXY_URL/MCPPROXY_API_KEY first, then the runtime file
+    of the running service of the data dir (mcpproxy/owner.py), then the config's listen address."""
+    from mcpproxy.owner import owner_runtime
     from mcpproxy.service import api_key_path, read_api_key
 
     url = url or os.environ.get("MCPPROXY_URL")
+    where = "MCPPROXY_URL" if url and url == os.environ.get("MCPPROXY_URL") else "--url"  # click reads it too
+    if url:
+        url = base_url(url, where)
     key = api_key or os.environ.get("MCPPROXY_API_KEY")
     source = "--api-key or MCPPROXY_API_KEY" if key else ""
     if config is None and (not url or not key):
         config, _path, _why = load_config_quietly(config_path)
     if not url:
-        if config is not None:
+        data_dir = config.data_dir if config is not None else Path(
+            os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()
+        runtime = owner_runtime(data_dir)
+        if runtime is not None:
+            url = runtime.url
+        elif config is not None:
             url = config.base_url
         else:
-            host, port = parse_listen(os.environ.get("MCPPROXY_LISTEN") or DEFAULT_LISTEN, "listen")
+            try:
+                host, port = parse_listen(os.environ.get("MCPPROXY_LISTEN") or DEFAULT_LISTEN, "MCPPROXY_LISTEN")
+            except ConfigError as e:
+                raise ClientError(str(e)) from None
             url = f"http://{host}:{port}"
     data_dir = config.data_dir if config is not None else Path(
         os.environ.get("MCPPROXY_DATA_DIR") or DEFAULT_DATA_DIR).expanduser()

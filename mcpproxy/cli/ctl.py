@@ -305,6 +305,14 @@ def cli(ctx: click.Context, url: str | None, api_key: str | None, config_path: s
 def status(target: Target, name: str | None, as_json: bool) -> None:
     """Every server's auth state (or NAME's): badge, expiry, next refresh, last error."""
     show_status(target.client(), name, as_json)
+    if not as_json and name is None:
+        click.echo(at_rest_line(target.client().status().get("at_rest")))
+
+
+def at_rest_line(at_rest: str | None) -> str:
+    """How the token store is kept at rest (docs/security.md "Tokens at rest")."""
+    where = {"keyring": "the OS keyring", "key_file": "a key file"}.get(str(at_rest))
+    return f"Tokens at rest: sealed, with the data key from {where}." if where else "Tokens at rest: unknown."
 
 
 @cli.command()

@@ -49,11 +49,22 @@ def serve(config_path: str | None, data_dir: str | None, listen: str | None, log
         sys.exit(2)
     os.umask(0o077)  # everything the service writes (store, key, logs and their rotations) is the user's alone
     config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    from mcpproxy.owner import OwnedElsewhere, PortBusy
+    from mcpproxy.service import claim
+
+    try:
+        owned = claim(config)  # before the log file is opened: a second instance touches nothing
+    except (OwnedElsewhere, PortBusy) as e:
+        click.echo(f"mcpproxy: {e}", err=True)
+        sys.exit(2)
+    except ConfigError as e:
+        click.echo(f"mcpproxy: {e}", err=True)
+        sys.exit(2)
     log_conf = setup_logging(log_level, log_format, config.data_dir / "mcpproxy.log")
     if created:
         click.echo(f"mcpproxy: created {path} (no servers yet; add them under mcpServers)", err=True)
     try:
-        sys.exit(run_service(config, log_conf, overrides={"listen": listen, "data_dir": data_dir}))
+        sys.exit(run_service(config, log_conf, overrides={"listen": listen, "data_dir": data_dir}, owned=owned))
     except ConfigError as e:
         click.echo(f"mcpproxy: {e}", err=True)
         sys.exit(2)

@@ -23,6 +23,7 @@ from actors.messages import (
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
 from mcpproxy.gateway.shared import (
+    AT_REST,
     BRIDGE,
     CONFIG,
     LOGINS,
@@ -113,6 +114,7 @@ async def status(request: web.Request) -> web.Response:
         "counts": stats["by_status"],
         "needs_login": stats["needs_login"],
         **config_report(request.app),
+        "at_rest": request.app.get(AT_REST, "key_file"),
     })
 
 

@@ -188,7 +188,7 @@ def _schemas() -> Json:
         "Status": {
             "type": "object",
             "required": ["version", "uptime_seconds", "listen", "servers", "counts", "needs_login",
-                         "config_file", "config_problems", "config_warnings", "config_differs"],
+                         "config_file", "config_problems", "config_warnings", "config_differs", "at_rest"],
             "properties": {
                 "version": {"type": "string"},
                 "uptime_seconds": {"type": "number", "minimum": 0},
@@ -208,6 +208,8 @@ def _schemas() -> Json:
                                    "description": "True while the file holds an edit that was refused (a broken "
                                                   "entry, an unknown key close to a known one, or no servers "
                                                   "left): the service keeps running the previous configuration."},
+                "at_rest": {"type": "string", "enum": ["keyring", "key_file"],
+                            "description": "Where the key that seals the token store comes from (docs/security.md)."},
             },
             "additionalProperties": False,
         },

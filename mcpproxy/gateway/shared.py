@@ -33,6 +33,7 @@ BRIDGE = web.AppKey("bridge", ActorBridge)
 API_KEY = web.AppKey("api_key", str)
 FANOUT = web.AppKey("fanout", EventFanout)
 STARTED = web.AppKey("started_at", float)
+AT_REST = web.AppKey("at_rest", str)  # where the store's data key comes from: "keyring" or "key_file"
 LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
 #: The fixed redirect URIs' listeners, open during a login (typed by name: that module imports this one).
 REDIRECTS: web.AppKey[RedirectListeners] = web.AppKey("redirects")

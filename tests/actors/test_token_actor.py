@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import time
 
-import msgpack
-
-from mcpproxy.store import TokenStore
-from tests.harness import wait_until
+from tests.harness import open_store, wait_until
 
 
 def lateness(entry: dict) -> float:
@@ -151,10 +148,11 @@ def test_a_corrupted_record_needs_login_and_leaves_others_alone(service_factory,
     svc.login("one")
     svc.login("two")
     svc.stop()
-    store = TokenStore(svc.data_dir)
+    store = open_store(svc.data_dir)
     with store.env.begin(write=True, db=store._tokens) as txn:
         txn.put(b"one", b"\xc1 this is not msgpack")
-    assert msgpack.unpackb(store.env.begin(db=store._tokens).get(b"two"))["access_token"]
+    record = store.get_token("two")
+    assert record is not None and record.access_token
     store.close()
     svc.start()
     one, two = svc.status("one"), svc.status("two")

@@ -107,13 +107,22 @@ def test_logout_all_logs_out_every_enabled_server_past_a_disabled_one(
     assert r.stderr.strip() == "mcpproxy-ctl: server 'old' is disabled in the configuration; " \
                                "`mcpproxy auth logout -s old` deletes its stored token"
 
-    # By name, the disabled server's stored token is deleted and revoked, though the service runs.
+    # By name, while the service owns the data dir, nothing edits the store behind it (issue 12.2): the
+    # disabled server's token is kept and the command says why; stopped, the standalone logout deletes it.
     revocations = auth_server.counters()["revocations"]
+    r = mcpproxy(svc, "auth", "logout", "-s", "old")
+    assert r.returncode == 1
+    assert r.stderr == (f"mcpproxy: the mcpproxy service (pid {svc.proc.pid}, {svc.base_url}) owns {svc.data_dir}; "
+                        "'old' is disabled, so the service holds no session for it and its stored token is kept; "
+                        "stop the service to delete it standalone — nothing was changed\n")
+    assert auth_server.counters()["revocations"] == revocations
+    svc.stop()
     r = mcpproxy(svc, "auth", "logout", "-s", "old")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Logged out of 'old' (disabled in the configuration, so in the token store " \
                                "directly): token deleted and revoked at the authorization server."
     assert auth_server.counters()["revocations"] == revocations + 2
+    svc.start()
     r = mcpproxy(svc, "auth", "logout", "--all")
     assert r.returncode == 0, r.stderr
     assert "Skipped 'old': it is disabled in the configuration and holds no stored token." in r.stdout

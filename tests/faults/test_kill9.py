@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from mcpproxy.store import TokenStore
 from tests.faults import figure, hold, oauth_servers, resource_of, wait_all
-from tests.harness import ServiceHandle, wait_until
+from tests.harness import ServiceHandle, open_store, wait_until
 
 SERVERS = 20
 KILLS = 20
@@ -43,7 +42,7 @@ def in_flight_losses(svc: ServiceHandle, auth_server, mcp_url: str, names: list[
         for n in names:
             if g["resource"] == resource_of(mcp_url, n) and g["last_issued_at"] is not None:
                 newest[n] = max(newest.get(n, 0.0), g["last_issued_at"])
-    store = TokenStore(svc.data_dir)
+    store = open_store(svc.data_dir)
     try:
         held = {n: store.get_token(n) for n in names}
     finally:

@@ -13,9 +13,8 @@ from pathlib import Path
 import msgpack
 import requests
 
-from mcpproxy.store import TokenStore
 from tests.faults import figure, oauth_servers
-from tests.harness import ServiceHandle
+from tests.harness import ServiceHandle, open_store
 
 NAMES = ["st1", "st2"]
 
@@ -66,7 +65,7 @@ def test_garbage_over_the_store_file(service_factory, mcp_server, auth_server):
 
 def test_a_store_from_a_newer_schema(service_factory, mcp_server, auth_server):
     svc = logged_in_then_stopped(service_factory, mcp_server)
-    store = TokenStore(svc.data_dir)
+    store = open_store(svc.data_dir)
     with store.env.begin(write=True, db=store._meta) as txn:
         txn.put(b"schema_version", msgpack.packb(99))
     store.close()

@@ -1,13 +1,18 @@
+import os
+
 import lmdb
 import msgpack
 import pytest
 
 from mcpproxy.record import Problem, TokenRecord
+from mcpproxy.sealing import DataKey, Sealer
 from mcpproxy.store import SCHEMA_VERSION, RecordError, StoreError, TokenStore, open_or_set_aside
+
+SEALER = Sealer(DataKey(os.urandom(32), "key_file", "a test key"))
 
 
 def test_roundtrip_private_files_and_schema(tmp_path):
-    s = TokenStore(tmp_path / "d")
+    s = TokenStore(tmp_path / "d", sealer=SEALER)
     s.check_schema()
     s.put_token("a", TokenRecord(access_token="x", expires_at=1.5))
     assert s.get_token("a") == TokenRecord(access_token="x", expires_at=1.5)
@@ -22,7 +27,7 @@ def test_roundtrip_private_files_and_schema(tmp_path):
 
 
 def test_an_unreadable_record_fails_alone(tmp_path):
-    s = TokenStore(tmp_path)
+    s = TokenStore(tmp_path, sealer=SEALER)
     s.put_token("good", TokenRecord(access_token="x"))
     with s.env.begin(write=True, db=s._tokens) as txn:
         txn.put(b"bad", b"\xc1\xff not msgpack")
@@ -32,22 +37,22 @@ def test_an_unreadable_record_fails_alone(tmp_path):
 
 
 def test_a_store_from_a_future_schema_is_moved_aside(tmp_path):
-    s = TokenStore(tmp_path)
+    s = TokenStore(tmp_path, sealer=SEALER)
     with s.env.begin(write=True, db=s._meta) as txn:
         txn.put(b"schema_version", msgpack.packb(SCHEMA_VERSION + 1))
     s.put_token("a", TokenRecord(access_token="x"))
     s.close()
     with pytest.raises(StoreError, match="newer mcpproxy"):
-        TokenStore(tmp_path).check_schema()
-    fresh, note = open_or_set_aside(tmp_path)
+        TokenStore(tmp_path, sealer=SEALER).check_schema()
+    fresh, note = open_or_set_aside(tmp_path, SEALER)
     assert note and "moved it to" in note and fresh.get_token("a") is None
     assert list(tmp_path.glob("store.unreadable-*"))
 
 
 def test_a_corrupted_store_file_is_moved_aside(tmp_path):
-    TokenStore(tmp_path).close()
+    TokenStore(tmp_path, sealer=SEALER).close()
     (tmp_path / "store" / "data.mdb").write_bytes(b"\0garbage" * 1000)
-    fresh, note = open_or_set_aside(tmp_path)
+    fresh, note = open_or_set_aside(tmp_path, SEALER)
     assert note is not None
     fresh.put_token("a", TokenRecord(access_token="y"))
     assert fresh.get_token("a") == TokenRecord(access_token="y")
@@ -56,7 +61,7 @@ def test_a_corrupted_store_file_is_moved_aside(tmp_path):
 
 def test_records_written_by_the_first_schema_read_back(tmp_path):
     # The flat msgpack map every earlier version wrote, tombstone and failure included.
-    s = TokenStore(tmp_path)
+    s = TokenStore(tmp_path, sealer=SEALER)
     old = {"access_token": "a", "refresh_token": "r", "token_type": "Bearer", "scopes": ["x", "y"], "issued_at": 10,
            "expires_at": 20.5, "issuer": "https://i", "token_endpoint": "https://i/t", "revocation_endpoint": None,
            "client_id": "c", "client_secret": None, "resource": "https://r", "url": "https://r/mcp",
@@ -75,3 +80,48 @@ def test_records_written_by_the_first_schema_read_back(tmp_path):
     with pytest.raises(RecordError):
         s.get_token("wrong")
     assert "'a'" not in repr(rec) and "'r'" not in repr(rec)
+
+
+# ---- sealed at rest (issue 12.3) -------------------------------------------------------------------
+
+
+def _raw(s: TokenStore, db: object, key: bytes) -> bytes:
+    with s.env.begin(db=db) as txn:
+        return bytes(txn.get(key))
+
+
+def test_records_and_registrations_are_sealed_and_bound_to_their_name(tmp_path):
+    s = TokenStore(tmp_path, sealer=SEALER)
+    s.put_token("a", TokenRecord(access_token="AT-secret", refresh_token="RT-secret", client_secret="CS-secret"))
+    s.put_client("https://issuer", {"client_id": "c", "client_secret": "REG-secret"})
+    for raw in (_raw(s, s._tokens, b"a"), _raw(s, s._clients, b"https://issuer")):
+        assert raw.startswith(b"MPS1") and b"secret" not in raw
+    # A sealed record copied under another server's name does not open there: the name is associated data.
+    with s.env.begin(write=True, db=s._tokens) as txn:
+        txn.put(b"b", _raw(s, s._tokens, b"a"))
+    with pytest.raises(RecordError, match="does not open"):
+        s.get_token("b")
+    assert s.get_token("a") == TokenRecord(access_token="AT-secret", refresh_token="RT-secret",
+                                           client_secret="CS-secret")
+    s.close()
+    # Another data key: the record is "sealed with another data key", the registration simply gone.
+    other = TokenStore(tmp_path, sealer=Sealer(DataKey(os.urandom(32), "key_file", "another key")))
+    with pytest.raises(RecordError, match="another data key, not the one from another key"):
+        other.get_token("a")
+    assert other.get_client("https://issuer") is None
+    assert other.foreign_tokens() == ["a", "b"]
+
+
+def test_plaintext_from_before_sealing_reads_and_is_sealed_in_place(tmp_path):
+    plain = TokenStore(tmp_path, sealer=None)  # what today's version writes
+    plain.put_token("a", TokenRecord(access_token="AT-plain", refresh_token="RT-plain"))
+    plain.put_client("https://issuer", {"client_id": "c", "client_secret": "REG-plain"})
+    assert b"RT-plain" in _raw(plain, plain._tokens, b"a")
+    plain.close()
+    s = TokenStore(tmp_path, sealer=SEALER)
+    assert s.get_token("a") == TokenRecord(access_token="AT-plain", refresh_token="RT-plain")
+    assert s.seal_plaintext() == 2 and s.seal_plaintext() == 0
+    assert b"plain" not in _raw(s, s._tokens, b"a") and b"plain" not in _raw(s, s._clients, b"https://issuer")
+    assert s.get_token("a") == TokenRecord(access_token="AT-plain", refresh_token="RT-plain")
+    assert s.get_client("https://issuer") == {"client_id": "c", "client_secret": "REG-plain"}
+    assert s.foreign_tokens() == []
