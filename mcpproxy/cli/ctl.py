@@ -105,7 +105,9 @@ def show_status(client: ServiceClient, name: str | None, as_json: bool) -> None:
         return
     click.echo(status_table(statuses, color=sys.stdout.isatty()))
     if not name:
-        for line in config_lines(client.status()):
+        info = client.status()
+        click.echo(at_rest_line(info.get("at_rest")))
+        for line in config_lines(info):
             click.echo(line)
 
 
@@ -305,8 +307,6 @@ def cli(ctx: click.Context, url: str | None, api_key: str | None, config_path: s
 def status(target: Target, name: str | None, as_json: bool) -> None:
     """Every server's auth state (or NAME's): badge, expiry, next refresh, last error."""
     show_status(target.client(), name, as_json)
-    if not as_json and name is None:
-        click.echo(at_rest_line(target.client().status().get("at_rest")))
 
 
 def at_rest_line(at_rest: str | None) -> str:
