@@ -25,22 +25,26 @@ class OAuthError(Exception):
     The message never contains a token, code, verifier or secret.
     """
 
-    def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, kind: ErrorKind, message: str, retry_after: float | None = None,
+                 confirm: bool = False) -> None:
         super().__init__(message)
         self.kind: ErrorKind = kind
         self.message = message
         self.retry_after = retry_after
+        #: A refusal that a glitch could also explain (`invalid_request`, `unauthorized_client`, a bare 401):
+        #: permanent only once one retry has confirmed it (docs/architecture.md "Refresh policy").
+        self.confirm = confirm
 
     @property
     def permanent(self) -> bool:
-        return self.kind in PERMANENT_KINDS
+        return self.kind in PERMANENT_KINDS and not self.confirm
 
     def as_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "message": self.message}
 
-    def __reduce__(self) -> tuple[type[OAuthError], tuple[str, str, float | None]]:
+    def __reduce__(self) -> tuple[type[OAuthError], tuple[str, str, float | None, bool]]:
         # Travels between actor processes as a pickle.
-        return (OAuthError, (self.kind, self.message, self.retry_after))
+        return (OAuthError, (self.kind, self.message, self.retry_after, self.confirm))
 
 
 #: oauthlib's RFC 6749 §5.2 error classes that need a person, and the kind each one is.
@@ -62,14 +66,29 @@ def oauth2_error(code: str | None, description: str | None = None) -> rfc6749.OA
     return None
 
 
+#: Error codes outside RFC 6749 §5.2 that real servers send, and what they stand for (docs/providers.md).
+_KIND_OF_CODE: dict[str, ErrorKind] = {
+    "bad_refresh_token": "invalid_grant",  # GitHub, often with HTTP 200
+    "bad_verification_code": "invalid_grant",  # GitHub's code exchange
+    "server_error": "server",  # RFC 6749 §4.1.2.1 codes some servers also send from /token
+    "temporarily_unavailable": "server",
+}
+
+#: Codes that are permanent only after one confirming retry (docs/architecture.md "Refresh policy").
+CONFIRM_CODES = frozenset({"invalid_request", "unauthorized_client"})
+
+
 def classify(status: int, error: rfc6749.OAuth2Error | None) -> ErrorKind:
-    """The kind of an OAuth endpoint's answer: status first (5xx, 429), then oauthlib's error class."""
+    """The kind of an OAuth endpoint's answer: 5xx and 429 by status, then by the error code (oauthlib's
+    class, or a known provider code) whatever the status — GitHub sends errors with HTTP 200 —, and an
+    answer without a code by its status alone (an HTML page, an empty body)."""
     if status >= 500 or status == 429:
         return "server"
-    if 400 <= status < 500 and error is not None:
+    if error is not None:
         for cls, kind in _KIND_OF_ERROR:
             if isinstance(error, cls):
                 return kind
+        return _KIND_OF_CODE.get(error.error, "protocol")
     return "protocol"
 
 
