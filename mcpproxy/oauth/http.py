@@ -307,10 +307,17 @@ def error_from_fields(
     return OAuthError("protocol", f"{what}: the server answered HTTP {status}")
 
 
-def client_auth(form: dict[str, str], client_id: str, client_secret: str | None) -> dict[str, str]:
-    """Headers for client authentication; adds client_id to `form` for a public client."""
-    if client_secret is None:
+def client_auth(form: dict[str, str], client_id: str, client_secret: str | None,
+                auth_method: str | None = None) -> dict[str, str]:
+    """Headers for client authentication as registered (one method, never two); adds client_id to `form`
+    for a public client, and the secret too for client_secret_post."""
+    if client_secret is None or auth_method == "none":
         form["client_id"] = client_id
+        return {}
+    if auth_method == "client_secret_post":
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+        return {}
     return basic_auth(client_id, client_secret)
 
 

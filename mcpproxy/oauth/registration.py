@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import requests
 
 from mcpproxy.oauth.discovery import AuthServerMetadata
-from mcpproxy.oauth.errors import OAuthError
+from mcpproxy.oauth.errors import OAuthError, clean_server_text
 from mcpproxy.oauth.http import (
     error_fields,
     error_from_response,
@@ -17,6 +17,7 @@ from mcpproxy.oauth.http import (
     safe_url,
     session_scope,
 )
+from mcpproxy.oauth.tokens import AUTH_METHODS
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,9 @@ class ClientRegistration:
     client_secret: str | None = field(repr=False)
     issuer: str
     redirect_uri: str
+    #: The token endpoint authentication the server registered (RFC 7591 §2), which may not be the `none`
+    #: asked for: Notion answers client_secret_basic with a secret, Figma client_secret_post.
+    auth_method: str = "none"
 
 
 def register_client(
@@ -83,6 +87,13 @@ def register_client(
     secret = doc.get("client_secret")
     if secret is not None and not isinstance(secret, str):
         raise OAuthError("protocol", f"{what}: client_secret is not a string")
+    method = doc.get("token_endpoint_auth_method")
+    if method is None:
+        method = "client_secret_basic" if secret else "none"  # RFC 7591 §2's default, when a secret came
+    if method not in AUTH_METHODS or (method != "none" and not secret):
+        shown = clean_server_text(method, 40) if isinstance(method, str) else type(method).__name__
+        raise OAuthError("protocol", f"{what}: unsupported token_endpoint_auth_method {shown!r}"
+                         + ("" if secret or method == "none" else " without a client_secret"))
     uris = doc.get("redirect_uris")
     if isinstance(uris, list) and redirect_uri not in uris:
         raise OAuthError("protocol", f"{what}: the server registered other redirect URIs")
@@ -91,4 +102,5 @@ def register_client(
         client_secret=secret or None,
         issuer=metadata.issuer,
         redirect_uri=redirect_uri,
+        auth_method=method if secret else "none",
     )
