@@ -8,7 +8,7 @@ import logging
 import sys
 
 from .server import serve
-from .state import Config
+from .state import HABITS, Config
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-pkce-metadata", action="store_true",
                    help="leave code_challenge_methods_supported out of the metadata")
     p.add_argument("--scopes", default="mcp:read mcp:write", help="space-separated scopes")
+    p.add_argument("--habit", action="append", default=[], choices=sorted(HABITS), metavar="NAME",
+                   help="a provider habit (README.md \"Habits\"); repeatable")
     p.add_argument("--verbose", action="store_true", help="one access line per request on stderr")
     return p.parse_args(argv)
 
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         auto_approve=not args.consent,
         pkce_metadata=not args.no_pkce_metadata,
         scopes=args.scopes.split(),
+        habits=list(dict.fromkeys(args.habit)),
     )
     asyncio.run(serve(args.host, args.port, config))
     return 0

@@ -103,8 +103,12 @@ class OAuthServerHandle:
         return resp.json()
 
     def set_config(self, **kw: Any) -> None:
-        """access_ttl=, refresh_ttl=, rotate=, auto_approve= (applies to tokens issued later)."""
+        """access_ttl=, refresh_ttl=, rotate=, auto_approve=, habits= (applies to tokens issued later)."""
         self._call("POST", "/_test/config", kw)
+
+    def set_habits(self, *habits: str) -> None:
+        """The provider habits in force from now on (README.md "Habits"); none restores the spec-exact server."""
+        self._call("POST", "/_test/config", {"habits": list(habits)})
 
     def config(self) -> dict[str, Any]:
         return dict(self._call("GET", "/_test/config"))
@@ -209,7 +213,7 @@ def _read_ready_line(proc: subprocess.Popen[bytes], timeout: float) -> str:
 def start_oauth_server(access_ttl: float = 3600, refresh_ttl: float = 86400, rotate: bool = True,
                        consent: bool = False, pkce_metadata: bool = True,
                        scopes: str = "mcp:read mcp:write", timeout: float = 15,
-                       verbose: bool = False, port: int = 0) -> OAuthServerHandle:
+                       verbose: bool = False, port: int = 0, habits: tuple[str, ...] = ()) -> OAuthServerHandle:
     """Launch ``python -m tests.oauthserver --port PORT`` (0: a free one) and wait for its READY line."""
     cmd = [sys.executable, "-m", "tests.oauthserver", "--host", "127.0.0.1", "--port", str(port),
            "--access-ttl", str(access_ttl), "--refresh-ttl", str(refresh_ttl),
@@ -222,6 +226,8 @@ def start_oauth_server(access_ttl: float = 3600, refresh_ttl: float = 86400, rot
         cmd.append("--no-pkce-metadata")
     if verbose:
         cmd.append("--verbose")
+    for habit in habits:
+        cmd += ["--habit", habit]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
                             env=env)
