@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import requests
+from oauthlib.oauth2.rfc6749.errors import MissingTokenError, OAuth2Error
+from oauthlib.oauth2.rfc6749.parameters import parse_token_response as oauthlib_parse
 from oauthlib.oauth2.rfc6749.utils import scope_to_list
 
 from mcpproxy.oauth.errors import OAuthError
@@ -156,8 +158,6 @@ def refresh(
 
 def parse_token_response(resp: requests.Response, *, what: str) -> TokenResponse:
     """A token endpoint answer (RFC 6749 §5.1) checked, or the classified error (§5.2)."""
-    from oauthlib.oauth2.rfc6749.parameters import parse_token_response as oauthlib_parse
-
     doc = _normalized(resp, what, None)
     _parsed(what, None, lambda: oauthlib_parse(json.dumps(doc)))
     return _token_from(doc, what)
@@ -198,12 +198,11 @@ def _normalized(r: requests.Response, what: str, rejected: str | None) -> dict[s
     return doc
 
 
-def _parsed(what: str, rejected: str | None, call: Any) -> dict[str, Any]:
-    """Runs a requests-oauthlib call; oauthlib's typed errors become classified OAuthErrors."""
-    from oauthlib.oauth2.rfc6749.errors import MissingTokenError, OAuth2Error
-
+def _parsed(what: str, rejected: str | None, call: Any) -> None:
+    """Runs a requests-oauthlib call (or oauthlib's parser): its typed errors become classified OAuthErrors.
+    What it accepted is read from the normalized answer, not from its token."""
     try:
-        token = call()
+        call()
     except OAuthError:
         raise
     except MissingTokenError:
@@ -211,12 +210,10 @@ def _parsed(what: str, rejected: str | None, call: Any) -> dict[str, Any]:
     except OAuth2Error as exc:
         raise error_from_fields(400, exc.error, None, what, invalid_grant_message=rejected) from None
     except Warning as w:  # oauthlib: a narrower grant than asked; reported in `scope`, not an error
-        token = getattr(w, "token", None)
-        if token is None:
+        if getattr(w, "token", None) is None:
             raise OAuthError("protocol", f"{what}: the answer was refused ({type(w).__name__})") from None
     except (ValueError, TypeError) as exc:
         raise OAuthError("protocol", f"{what}: the answer was refused ({type(exc).__name__})") from None
-    return dict(token)
 
 
 def _token_from(doc: dict[str, Any], what: str) -> TokenResponse:
