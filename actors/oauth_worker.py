@@ -71,6 +71,9 @@ class DaemonPool:
 class OAuthWorker(GuardedActor):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        # requests-oauthlib runs in this process only (docs/architecture.md "OAuth"): loaded as it starts,
+        # after the fork, so neither the parent nor any TokenActor carries it.
+        import mcpproxy.oauth.token_session  # noqa: F401
         self.pool: DaemonPool | None = None
         self.running: list[tuple[Future[Any], Work, Any, float]] = []
         self.polling = False

@@ -44,8 +44,18 @@ def backoff_delay(attempt: int, retry_after: float | None, u: float) -> float:
     return delay
 
 
-def gives_up(kind: str, attempts: int) -> bool:
-    """Whether a failure of this kind, after this many attempts, needs a person instead of a retry."""
+#: A refusal a glitch could explain (OAuthError.confirm) is permanent once seen this many times in a row.
+CONFIRMATIONS = 2
+
+
+def gives_up(kind: str, attempts: int, confirmations: int | None = None) -> bool:
+    """Whether a failure of this kind, after this many attempts, needs a person instead of a retry.
+
+    `confirmations`: for a refusal that needs confirming (`invalid_request`, `unauthorized_client`, a bare
+    401), how many came in a row; one retry confirms it, whatever its kind.
+    """
+    if confirmations is not None:
+        return confirmations >= CONFIRMATIONS
     if kind in PERMANENT_KINDS:
         return True
     if kind == "protocol":

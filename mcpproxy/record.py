@@ -38,11 +38,15 @@ class TokenRecord:
     scopes: tuple[str, ...] = ()
     issued_at: float = 0.0
     expires_at: float | None = None  # wall clock, epoch seconds; None: the server gave no lifetime
+    expires_from_jwt: bool = False  # expires_at is the access token's JWT `exp`, read as a hint
     issuer: str | None = None
     token_endpoint: str | None = None
     revocation_endpoint: str | None = None
     client_id: str | None = None
     client_secret: str | None = field(default=None, repr=False)
+    #: How the client authenticates at the token endpoint (none, client_secret_basic, client_secret_post);
+    #: None in a record from before it was kept: then by the secret (docs/architecture.md "Store").
+    auth_method: str | None = None
     resource: str | None = None
     url: str | None = None  # the MCP server's URL at login: a token never follows a changed URL
     refresh_count: int = 0
@@ -112,7 +116,7 @@ def decode_map(raw: bytes, what: str) -> dict[str, Any]:
 
 
 _STR = ("access_token", "refresh_token", "token_type", "issuer", "token_endpoint", "revocation_endpoint",
-        "client_id", "client_secret", "resource", "url")
+        "client_id", "client_secret", "auth_method", "resource", "url")
 _NUM = ("issued_at", "expires_at", "last_refresh_at", "logged_in_at")
 
 
@@ -127,3 +131,5 @@ def _check_types(r: TokenRecord) -> None:
             raise TypeError(name)
     if not isinstance(r.generation, int) or not isinstance(r.refresh_count, int):
         raise TypeError("generation")
+    if not isinstance(r.expires_from_jwt, bool):
+        raise TypeError("expires_from_jwt")

@@ -11,6 +11,17 @@ from mcpproxy.policy import refresh_due_at
 from mcpproxy.record import Problem, TokenRecord
 
 OAUTH_STATUSES = ("none", "authenticated", "expired", "error")
+#: Where `token_expires_at` comes from: the answer's `expires_in`, the access token's JWT `exp` (a hint),
+#: or nowhere — then there is no proactive refresh and an upstream 401 triggers one (docs/providers.md).
+TOKEN_EXPIRY_SOURCES = ("expires_in", "jwt_exp", "unknown")
+
+
+def token_expiry(record: TokenRecord | None) -> str | None:
+    if record is None or not record.has_token:
+        return None
+    if record.expires_at is None:
+        return "unknown"
+    return "jwt_exp" if record.expires_from_jwt else "expires_in"
 
 
 def iso(ts: float | None) -> str | None:
@@ -74,6 +85,7 @@ def build_status(server: ServerConfig, record: TokenRecord | None, rt: Runtime, 
         "token_held": held is not None,
         "refresh_state": rt.refresh_state,
         "token_expires_at": iso(held.expires_at) if held else None,
+        "token_expiry": token_expiry(held),
         "next_refresh_at": iso(rt.next_refresh_at),
         "last_refresh_at": iso(record.last_refresh_at) if record else None,
         "refresh_count": record.refresh_count if record else 0,
@@ -102,6 +114,7 @@ def static_status(server: ServerConfig) -> dict[str, Any]:
         "token_held": False,
         "refresh_state": "idle",
         "token_expires_at": None,
+        "token_expiry": None,
         "next_refresh_at": None,
         "last_refresh_at": None,
         "refresh_count": 0,

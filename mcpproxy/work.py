@@ -57,6 +57,7 @@ class Exchange:
     client_secret: str | None = field(repr=False)
     redirect_uri: str
     resource: str | None
+    auth_method: str | None = None  # None: by the secret
 
     @property
     def where(self) -> str:
@@ -65,7 +66,8 @@ class Exchange:
     def run(self, s: requests.Session) -> TokenResponse:
         return tokens.exchange_code(
             self.token_endpoint, code=self.code, code_verifier=self.code_verifier, client_id=self.client_id,
-            client_secret=self.client_secret, redirect_uri=self.redirect_uri, resource=self.resource, session=s)
+            client_secret=self.client_secret, redirect_uri=self.redirect_uri, resource=self.resource,
+            auth_method=self.auth_method, session=s)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class Refresh:
     client_secret: str | None = field(repr=False)
     resource: str | None
     scopes: tuple[str, ...] | None
+    auth_method: str | None = None  # None: by the secret
 
     @property
     def where(self) -> str:
@@ -84,7 +87,8 @@ class Refresh:
     def run(self, s: requests.Session) -> TokenResponse:
         return tokens.refresh(
             self.token_endpoint, refresh_token=self.refresh_token, client_id=self.client_id,
-            client_secret=self.client_secret, resource=self.resource, scopes=self.scopes, session=s)
+            client_secret=self.client_secret, resource=self.resource, scopes=self.scopes,
+            auth_method=self.auth_method, session=s)
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Revoke:
     tokens: tuple[tuple[str, str], ...] = field(repr=False)  # (token, type hint), refresh token first
     client_id: str
     client_secret: str | None = field(repr=False)
+    auth_method: str | None = None
 
     @property
     def where(self) -> str:
@@ -109,7 +114,7 @@ class Revoke:
         for token, hint in self.tokens:
             try:
                 revocation.revoke(self.endpoint, token=token, token_type_hint=hint, client_id=self.client_id,
-                                  client_secret=self.client_secret, session=s)
+                                  client_secret=self.client_secret, auth_method=self.auth_method, session=s)
             except OAuthError as e:
                 errors.append(e)
         if errors:

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from tests.oauthserver import OAuthServerHandle, pkce_pair, start_oauth_server
+from tests.oauthserver.control import OAuthServerError
 
 REDIRECT = "http://127.0.0.1:9/oauth/callback"
 RESOURCE = "http://127.0.0.1:9/mcp/alpha"
@@ -451,3 +452,27 @@ def test_fixed_redirect_uri_habit(server: OAuthServerHandle) -> None:
     r = requests.post(server.url("/register"), json={"redirect_uris": [REDIRECT]}, timeout=HTTP_TIMEOUT)
     assert r.status_code == 400 and r.json()["error"] == "invalid_redirect_uri"
     assert server.register_client(["http://localhost:3118/callback"])["client_id"]
+
+
+def test_habits_from_the_command_line_and_the_control_api() -> None:
+    """--habit NAME (repeatable) and POST /_test/config {"habits": [...]}; an unknown habit is refused."""
+    with start_oauth_server(habits=("form_encoded_answers", "string_expires_in")) as srv:
+        assert srv.config()["habits"] == ["form_encoded_answers", "string_expires_in"]
+        cid = srv.register_client([REDIRECT])["client_id"]
+        verifier, challenge = pkce_pair()
+        code = redirect_query(authorize(srv, cid, challenge))["code"]
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+                "code_verifier": verifier, "client_id": cid}
+        # GitHub's shape: form-encoded to a client that does not ask for JSON.
+        resp = requests.post(srv.url("/token"), data=form, headers={"Accept": "*/*"}, timeout=HTTP_TIMEOUT)
+        answer = dict(parse_qs(resp.text))
+        assert resp.headers["Content-Type"].startswith("application/x-www-form-urlencoded"), resp.text
+        assert answer["token_type"] == ["bearer"] and answer["expires_in"] == ["3600"]
+        assert srv.counters()["answered"] == {"json": 0, "form": 1, "html": 0}
+        srv.set_habits("errors_with_200")
+        resp = refresh(srv, cid, "no-such-refresh-token")
+        assert resp.status_code == 200 and resp.json()["error"] == "bad_refresh_token"
+        with pytest.raises(OAuthServerError, match="habits must be a list"):
+            srv.set_habits("no_such_habit")
+        srv.set_habits()
+        assert srv.config()["habits"] == []

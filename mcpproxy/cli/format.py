@@ -111,6 +111,8 @@ def status_table(statuses: list[dict[str, Any]], now: float | None = None, *, co
         words, badge_color = badge(s)
         oauth = bool(s.get("is_oauth"))
         expires = relative(s.get("token_expires_at"), now) if oauth else "—"
+        if oauth and s.get("token_expiry") == "unknown":
+            expires = "unknown"  # the server gave no lifetime: refreshed when the upstream says 401
         nxt = relative(s.get("next_refresh_at"), now, past="now") if oauth else "—"
         rows.append([
             (clean(s.get("name", "")), None),

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from mcpproxy import __version__
-from mcpproxy.status import OAUTH_STATUSES
+from mcpproxy.status import OAUTH_STATUSES, TOKEN_EXPIRY_SOURCES
 
 REFRESH_STATES = ("idle", "scheduled", "refreshing", "retrying", "failed")
 ERROR_KINDS = ("network", "server", "invalid_grant", "invalid_client", "protocol", "config", "process")
@@ -80,6 +80,11 @@ def _schemas() -> Json:
                                                          "expired one): Logout shows whenever it is true."},
         "refresh_state": {"type": "string", "enum": list(REFRESH_STATES)},
         "token_expires_at": _timestamp("When the access token expires"),
+        "token_expiry": {"type": ["string", "null"], "enum": [*TOKEN_EXPIRY_SOURCES, None],
+                         "description": "Where token_expires_at comes from: expires_in, jwt_exp (the access "
+                                        "token's JWT exp, read as a hint), or unknown (the server gave no "
+                                        "lifetime: no proactive refresh; an upstream 401 triggers one). Null "
+                                        "without a token."},
         "next_refresh_at": _timestamp("When the next refresh (or retry) is due"),
         "last_refresh_at": _timestamp("When the last successful refresh happened"),
         "refresh_count": {"type": "integer", "minimum": 0},

@@ -12,14 +12,20 @@ import socket
 import ssl
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import parse_qsl, quote_plus, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
 from mcpproxy import __version__
 from mcpproxy.loopback import is_loopback_host
-from mcpproxy.oauth.errors import OAuthError, classify_status, clean_server_text, parse_retry_after
+from mcpproxy.oauth.errors import (
+    CONFIRM_CODES,
+    OAuthError,
+    classify_status,
+    clean_server_text,
+    parse_retry_after,
+)
 
 # requests-oauthlib and oauthlib log tokens at DEBUG (docs/architecture.md "Processes"); the
 # service's logging config (mcpproxy/logs.py) holds them at WARNING too, whatever --log-level says.
@@ -215,14 +221,31 @@ def _short_reason(exc: BaseException) -> str:
     return "connection failed"
 
 
-def error_fields(resp: requests.Response) -> tuple[str | None, str | None]:
-    """The RFC 6749 §5.2 `error` code and cleaned `error_description` of a JSON error body."""
+def answer_document(resp: requests.Response) -> dict[str, Any] | None:
+    """The body as a JSON object, or as a form-encoded map when the server says it is one (GitHub answers
+    `application/x-www-form-urlencoded` to a client that does not ask for JSON); None otherwise."""
+    doc = json_object(resp)
+    if doc is not None:
+        return doc
+    if resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower() != "application/x-www-form-urlencoded":
+        return None
     try:
-        doc = json.loads(resp.content)
+        pairs = parse_qsl(resp.content.decode("utf-8"), keep_blank_values=True, strict_parsing=True)
     except (ValueError, UnicodeDecodeError):
+        return None
+    return dict(pairs) or None
+
+
+def error_fields(resp: requests.Response) -> tuple[str | None, str | None]:
+    """The RFC 6749 §5.2 `error` code and cleaned `error_description` of an error body (JSON or form)."""
+    doc = answer_document(resp)
+    if doc is None:
         return None, None
-    if not isinstance(doc, dict):
-        return None, None
+    return error_fields_of(doc)
+
+
+def error_fields_of(doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """`error` and a cleaned `error_description` of an answer's fields; None for what is missing or bad."""
     code = doc.get("error")
     desc = doc.get("error_description")
     code = code if isinstance(code, str) and _ERROR_CODE.fullmatch(code) else None
@@ -257,6 +280,8 @@ def error_from_fields(
 ) -> OAuthError:
     kind = classify_status(status, code)
     detail = f" ({desc})" if desc else ""
+    # A refusal a glitch could explain is believed after one confirming retry (docs/providers.md).
+    confirm = code in CONFIRM_CODES
     if kind == "server":
         retry_after = parse_retry_after(retry_after_header)
         msg = f"{what}: the server answered HTTP {status}"
@@ -269,22 +294,30 @@ def error_from_fields(
         sentence = (
             invalid_grant_message or "the authorization server rejected the grant — log in again"
         )
-        return OAuthError("invalid_grant", f"{what}: {sentence} (invalid_grant){detail}")
+        return OAuthError("invalid_grant", f"{what}: {sentence} ({code or 'invalid_grant'}){detail}")
     if kind == "invalid_client":
         return OAuthError(
             "invalid_client",
-            f"{what}: the authorization server does not accept this client ({code}){detail}"
+            f"{what}: the authorization server does not accept this client ({code or f'HTTP {status}'}){detail}"
             " — check oauth.client_id / client_secret, then log in again",
+            confirm=confirm,
         )
     if code:
-        return OAuthError("protocol", f"{what}: the server answered HTTP {status} {code}{detail}")
+        return OAuthError("protocol", f"{what}: the server answered HTTP {status} {code}{detail}", confirm=confirm)
     return OAuthError("protocol", f"{what}: the server answered HTTP {status}")
 
 
-def client_auth(form: dict[str, str], client_id: str, client_secret: str | None) -> dict[str, str]:
-    """Headers for client authentication; adds client_id to `form` for a public client."""
-    if client_secret is None:
+def client_auth(form: dict[str, str], client_id: str, client_secret: str | None,
+                auth_method: str | None = None) -> dict[str, str]:
+    """Headers for client authentication as registered (one method, never two); adds client_id to `form`
+    for a public client, and the secret too for client_secret_post."""
+    if client_secret is None or auth_method == "none":
         form["client_id"] = client_id
+        return {}
+    if auth_method == "client_secret_post":
+        form["client_id"] = client_id
+        form["client_secret"] = client_secret
+        return {}
     return basic_auth(client_id, client_secret)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import requests
 
 from mcpproxy.oauth.discovery import AuthServerMetadata
-from mcpproxy.oauth.errors import OAuthError
+from mcpproxy.oauth.errors import ClientUnknown, OAuthError, clean_server_text, client_unknown
 from mcpproxy.oauth.http import (
     error_fields,
     error_from_response,
@@ -17,30 +17,9 @@ from mcpproxy.oauth.http import (
     safe_url,
     session_scope,
 )
+from mcpproxy.oauth.tokens import AUTH_METHODS
 
-
-class ClientUnknown(OAuthError):
-    """The authorization server does not know our client (any more): RFC 6749 §5.2 `invalid_client`, or a
-    provider's own way of saying so. `certain` is False for an HTML 500, which may also be a plain outage."""
-
-    def __init__(self, message: str, certain: bool = True) -> None:
-        super().__init__("invalid_client" if certain else "server", message)
-        self.certain = certain
-
-    def __reduce__(self) -> tuple[type[ClientUnknown], tuple[str, bool]]:  # type: ignore[override]
-        return (ClientUnknown, (self.message, self.certain))
-
-
-def client_unknown(resp: requests.Response, what: str) -> ClientUnknown | None:
-    """A token endpoint's non-2xx answer that says it does not know the client: Supabase's 422
-    `{"message": "Unrecognized client_id"}`, or an HTML 500 (servers that crash on an unknown client)."""
-    status = resp.status_code
-    kind = resp.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
-    if status == 422 and b"unrecognized client" in resp.content[:4096].lower():
-        return ClientUnknown(f"{what}: the authorization server answered HTTP 422 \"Unrecognized client_id\"")
-    if status == 500 and kind in ("text/html", "application/xhtml+xml"):
-        return ClientUnknown(f"{what}: the authorization server answered HTTP 500 with an HTML page", certain=False)
-    return None
+__all__ = ["ClientRegistration", "ClientUnknown", "client_unknown", "no_registration_message", "register_client"]
 
 
 def no_registration_message(issuer: str, server: str, redirect_uri: str) -> str:
@@ -56,6 +35,9 @@ class ClientRegistration:
     client_secret: str | None = field(repr=False)
     issuer: str
     redirect_uri: str
+    #: The token endpoint authentication the server registered (RFC 7591 §2), which may not be the `none`
+    #: asked for: Notion answers client_secret_basic with a secret, Figma client_secret_post.
+    auth_method: str = "none"
 
 
 def register_client(
@@ -114,6 +96,13 @@ def register_client(
     secret = doc.get("client_secret")
     if secret is not None and not isinstance(secret, str):
         raise OAuthError("protocol", f"{what}: client_secret is not a string")
+    method = doc.get("token_endpoint_auth_method")
+    if method is None:
+        method = "client_secret_basic" if secret else "none"  # RFC 7591 §2's default, when a secret came
+    if method not in AUTH_METHODS or (method != "none" and not secret):
+        shown = clean_server_text(method, 40) if isinstance(method, str) else type(method).__name__
+        raise OAuthError("protocol", f"{what}: unsupported token_endpoint_auth_method {shown!r}"
+                         + ("" if secret or method == "none" else " without a client_secret"))
     uris = doc.get("redirect_uris")
     if isinstance(uris, list) and redirect_uri not in uris:
         raise OAuthError("protocol", f"{what}: the server registered other redirect URIs")
@@ -122,4 +111,5 @@ def register_client(
         client_secret=secret or None,
         issuer=metadata.issuer,
         redirect_uri=redirect_uri,
+        auth_method=method if secret else "none",
     )

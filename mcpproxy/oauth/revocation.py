@@ -21,6 +21,7 @@ def revoke(
     token_type_hint: str,
     client_id: str,
     client_secret: str | None,
+    auth_method: str | None = None,
     session: requests.Session | None = None,
 ) -> None:
     """Ask the server to revoke `token` ("refresh_token" or "access_token" as the hint).
@@ -32,7 +33,7 @@ def revoke(
     form = {"token": token}
     if token_type_hint:
         form["token_type_hint"] = token_type_hint
-    headers = client_auth(form, client_id, client_secret)
+    headers = client_auth(form, client_id, client_secret, auth_method)
     with session_scope(session) as s:
         resp = request(s, "POST", revocation_endpoint, what=what, data=form, headers=headers)
     if not 200 <= resp.status_code < 300:

@@ -87,6 +87,7 @@ class PendingLogin:
     redirect_uri: str
     scopes: tuple[str, ...]
     issuer: str | None = None  # set when the client is a dynamic registration (kept by issuer in the store)
+    auth_method: str | None = None  # as registered; None: by the secret
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class Session:
     rt: Runtime = field(default_factory=Runtime)
     retry_at: float | None = None
     protocol_attempts: int = 0
+    confirm_attempts: int = 0  # refusals in a row that count only once confirmed (OAuthError.confirm)
     timer_seq: int = 0
     request_seq: int = 0
     pending: dict[int, Pending] = field(default_factory=dict)
@@ -311,7 +313,8 @@ class _Step:
         """Revokes (RFC 7009) in the background; True when it could try."""
         if where is None or not where.revocation_endpoint or not tokens:
             return False
-        self.work(Revoke(where.revocation_endpoint, tokens, where.client_id or "", where.client_secret),
+        self.work(Revoke(where.revocation_endpoint, tokens, where.client_id or "", where.client_secret,
+                         where.auth_method),
                   Pending(Revoke(where.revocation_endpoint, (), "", None)))
         return True
 
@@ -328,8 +331,9 @@ class _Step:
         if s.inflight is not None or rec is None or not rec.refresh_token or s.rt.failed:
             return
         self.rt(refresh_state="refreshing")
+        # Everything from the record: a refresh never needs discovery, not even after a restart.
         op = Refresh(rec.token_endpoint or "", rec.refresh_token, rec.client_id or "", rec.client_secret,
-                     rec.resource, rec.scopes or None)
+                     rec.resource, rec.scopes or None, rec.auth_method)
         s.inflight = self.work(op, Pending(op, due=due, revoke_with=rec))
         self.effects.append(SetTimer(policy.WORK_DEADLINE, Deadline(s.inflight)))
         self.log("debug", f"refresh started ({why})")
@@ -345,11 +349,13 @@ class _Step:
             token_type=tok.token_type,
             issued_at=now,
             expires_at=now + tok.expires_in if tok.expires_in is not None else None,
+            expires_from_jwt=tok.expires_from_jwt,
             refresh_count=s.token.refresh_count + 1,
             last_refresh_at=now,
             scopes=tuple(tok.scope) if tok.scope is not None else s.token.scopes,
         )
         s.protocol_attempts = 0
+        s.confirm_attempts = 0
         s.retry_at = None
         s.streak_told = ()
         s.client_doubts = 0
@@ -373,13 +379,14 @@ class _Step:
             err = OAuthError(err.kind, f"{err.message}{_resource_hint(s)}")
         if err.kind == "protocol":
             s.protocol_attempts += 1
+        s.confirm_attempts = s.confirm_attempts + 1 if err.confirm else 0
         problem = Problem(err.kind, err.message)
         self.rt(last_error=problem)
         waiters, s.waiters = s.waiters, []
         events: tuple[tuple[str, dict[str, Any]], ...] = ()
         if s.rt.failed:
             pass  # already failed for good while this refresh was out (the upstream refused a fresh token)
-        elif policy.gives_up(err.kind, s.protocol_attempts):
+        elif policy.gives_up(err.kind, s.protocol_attempts, s.confirm_attempts if err.confirm else None):
             self.rt(failed=True, refresh_state="failed", retrying_since=None)
             s.retry_at = None
             self.persist(s.token)
@@ -411,6 +418,8 @@ class _Step:
         Supabase's 422, an HTML 500 twice in a row): the registration is dropped, so the next login
         registers afresh, and the failure says to log in again."""
         s = self.s
+        if err.confirm and s.confirm_attempts + 1 < policy.CONFIRMATIONS:
+            return err  # a refusal that needs confirming (a bare 401) says nothing of the client until confirmed
         if isinstance(err, ClientUnknown) and not err.certain:
             s.client_doubts += 1
             if s.client_doubts < CLIENT_DOUBTS:
@@ -500,7 +509,8 @@ class _Step:
                 self.fail(asker, e.kind, e.message)
                 continue
             s.logins[state] = PendingLogin(verifier, self.now, client["client_id"], client.get("client_secret"),
-                                           s.callback_uri, self.login_scopes(), client.get("issuer"))
+                                           s.callback_uri, self.login_scopes(), client.get("issuer"),
+                                           client.get("auth_method"))
             self.log("info", "login started")
             self.reply(asker, LoginStarted(s.name, url, state))
         if refused is not None:  # the status says why the login cannot start, like any other login failure
@@ -529,11 +539,14 @@ class _Step:
             access_token=tok.access_token, refresh_token=tok.refresh_token, token_type=tok.token_type,
             scopes=tuple(tok.scope) if tok.scope is not None else login.scopes,
             issued_at=now, expires_at=now + tok.expires_in if tok.expires_in is not None else None,
+            expires_from_jwt=tok.expires_from_jwt,
             issuer=meta.issuer, token_endpoint=meta.token_endpoint, revocation_endpoint=meta.revocation_endpoint,
-            client_id=login.client_id, client_secret=login.client_secret, resource=self.resource(),
+            client_id=login.client_id, client_secret=login.client_secret, auth_method=login.auth_method,
+            resource=self.resource(),
             url=s.server.url, logged_in_at=now)
         s.rt = Runtime()
         s.protocol_attempts = 0
+        s.confirm_attempts = 0
         s.streak_told = ()
         s.client_doubts = 0
         self.persist(rec)
@@ -644,7 +657,7 @@ def _work_finished(t: _Step, ev: WorkFinished) -> None:
             t.login_prep_failed(failed)
         else:
             reg: ClientRegistration = result
-            client = {"client_id": reg.client_id, "client_secret": reg.client_secret,
+            client = {"client_id": reg.client_id, "client_secret": reg.client_secret, "auth_method": reg.auth_method,
                       "redirect_uri": reg.redirect_uri, "issuer": reg.issuer, "registered_at": t.now}
             t.effects.append(SaveClient(reg.issuer, client))
             t.log("info", f"registered as a client at {reg.issuer}")
@@ -694,7 +707,7 @@ def _exchange_done(t: _Step, ev: WorkFinished, ctx: Pending, failed: OAuthError 
             meta = s.discovery.metadata
             t.revoke(_secrets_of(ev.result), TokenRecord(
                 revocation_endpoint=meta.revocation_endpoint, client_id=ctx.login.client_id,
-                client_secret=ctx.login.client_secret))
+                client_secret=ctx.login.client_secret, auth_method=ctx.login.auth_method))
         for asker in ctx.askers:
             t.fail(asker, "cancelled", "the login was cancelled by a logout")
         return
@@ -784,7 +797,7 @@ def _code_returned(t: _Step, ev: CodeReturned) -> None:
     t.rt(refresh_state="idle")
     meta = s.discovery.metadata
     op = Exchange(meta.token_endpoint, ev.code, login.verifier, login.client_id, login.client_secret,
-                  login.redirect_uri, t.resource())
+                  login.redirect_uri, t.resource(), login.auth_method)
     t.work(op, Pending(op, askers=(ev.reply_to,), login=login))
 
 

@@ -67,6 +67,12 @@ def test_status_table_has_a_row_per_server_with_expiry_and_error() -> None:
     assert "no servers" in status_table([], NOW)
 
 
+def test_a_token_without_a_lifetime_shows_its_expiry_as_unknown() -> None:
+    row = _status(oauth_status="authenticated", token_expiry="unknown")
+    line = status_table([row], NOW).splitlines()[1]
+    assert line.split()[:3] == ["demo", "Authenticated", "unknown"], line
+
+
 def test_event_lines_name_the_server_and_what_happened() -> None:
     line = event_line("oauth.token_refreshed",
                       {"payload": {"server_name": "demo", "expires_at": iso(NOW + 60)}, "timestamp": NOW}, NOW)

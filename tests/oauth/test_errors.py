@@ -101,6 +101,8 @@ def test_classify_puts_the_status_before_the_error_class() -> None:
     grant = rfc6749.InvalidGrantError()
     assert classify(503, grant) == "server"
     assert classify(400, grant) == "invalid_grant"
-    assert classify(200, grant) == "protocol"  # a 200 is classified by its caller as the 400 it means
+    assert classify(200, grant) == "invalid_grant"  # by its code whatever the status: GitHub errors come with 200
+    assert classify(200, rfc6749.CustomOAuth2Error("bad_refresh_token")) == "invalid_grant"  # GitHub's spelling
+    assert classify(400, rfc6749.TemporarilyUnavailableError()) == "server"
     assert classify(400, rfc6749.InvalidClientIdError()) == "protocol"  # invalid_request, not invalid_client
     assert classify(400, None) == "protocol"

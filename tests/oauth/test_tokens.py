@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import json
 import pickle
+import time
 from typing import Any
 
 import pytest
@@ -390,3 +392,68 @@ def test_plain_http_to_loopback_needs_no_process_wide_switch(
     canned.add("POST", "/token", Canned(200, GOOD))
     assert do_refresh(canned).access_token == "AT-SECRET"
     assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
+
+
+# ---- provider habits in the compliance hooks (docs/providers.md) ------------------------------------
+
+
+def test_a_form_encoded_answer_with_comma_scopes_is_read(canned: CannedServer) -> None:
+    """GitHub without Accept: application/json: form-encoded, comma-separated scope, lowercase bearer."""
+    body = "access_token=AT-SECRET&token_type=bearer&scope=repo%2Cgist&refresh_token=RT-SECRET&expires_in=28800"
+    canned.add("POST", "/token", Canned(200, body.encode(), {"Content-Type": "application/x-www-form-urlencoded"}))
+    tok = do_refresh(canned)
+    assert tok == TokenResponse("AT-SECRET", "Bearer", "RT-SECRET", 28800.0, ("repo", "gist"))
+    assert canned.requests[0].headers["accept"] == "application/json"
+
+
+def test_a_form_encoded_error_with_200_is_classified_by_its_code(canned: CannedServer) -> None:
+    body = b"error=bad_refresh_token&error_description=The+refresh+token+passed+is+incorrect+or+expired."
+    canned.add("POST", "/token", Canned(200, body, {"Content-Type": "application/x-www-form-urlencoded"}))
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == "invalid_grant" and info.value.permanent
+    assert "bad_refresh_token" in info.value.message
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    def part(doc: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(doc).encode()).rstrip(b"=").decode()
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_without_expires_in_a_jwt_exp_is_the_lifetime_hint(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, {"access_token": jwt({"exp": int(time.time()) + 600}),
+                                              "token_type": "Bearer"}))
+    tok = do_refresh(canned)
+    assert tok.expires_from_jwt and tok.expires_in is not None and 590 < tok.expires_in <= 600
+
+
+@pytest.mark.parametrize("token", ["opaque-token", jwt({"exp": 1}), jwt({"exp": "soon"}), jwt({"sub": "x"}),
+                                   "a.b.c"])
+def test_without_expires_in_or_a_usable_exp_the_expiry_is_unknown(canned: CannedServer, token: str) -> None:
+    canned.add("POST", "/token", Canned(200, {"access_token": token, "token_type": "Bearer"}))
+    tok = do_refresh(canned)
+    assert tok.expires_in is None and not tok.expires_from_jwt
+
+
+def test_client_secret_post_sends_the_secret_in_the_form_only(canned: CannedServer) -> None:
+    canned.add("POST", "/token", Canned(200, GOOD))
+    do_refresh(canned, client_secret="CLIENT-SECRET", auth_method="client_secret_post")
+    sent = canned.requests[0]
+    assert "authorization" not in sent.headers  # never two methods at once (RFC 6749 §2.3)
+    assert sent.form()["client_id"] == "cid" and sent.form()["client_secret"] == "CLIENT-SECRET"
+
+
+@pytest.mark.parametrize(("answer", "kind"), [
+    (Canned(400, {"error": "invalid_request"}), "protocol"),
+    (Canned(400, {"error": "unauthorized_client"}), "invalid_client"),
+    (Canned(401, "<html>denied</html>", {"Content-Type": "text/html"}), "invalid_client"),
+    (Canned(401, b""), "invalid_client"),
+])
+def test_refusals_a_glitch_could_explain_need_confirming(canned: CannedServer, answer: Canned, kind: str) -> None:
+    canned.add("POST", "/token", answer)
+    with pytest.raises(OAuthError) as info:
+        do_refresh(canned)
+    assert info.value.kind == kind and info.value.confirm and not info.value.permanent
+    assert pickle.loads(pickle.dumps(info.value)).confirm

@@ -103,8 +103,12 @@ class OAuthServerHandle:
         return resp.json()
 
     def set_config(self, **kw: Any) -> None:
-        """access_ttl=, refresh_ttl=, rotate=, auto_approve= (applies to tokens issued later)."""
+        """access_ttl=, refresh_ttl=, rotate=, auto_approve=, habits= (applies to tokens issued later)."""
         self._call("POST", "/_test/config", kw)
+
+    def set_habits(self, *habits: str) -> None:
+        """The provider habits in force from now on (README.md "Habits"); none restores the spec-exact server."""
+        self._call("POST", "/_test/config", {"habits": list(habits)})
 
     def config(self) -> dict[str, Any]:
         return dict(self._call("GET", "/_test/config"))
@@ -118,10 +122,6 @@ class OAuthServerHandle:
 
     def clear_fault(self) -> None:
         self._call("POST", "/_test/fault", {"mode": "none"})
-
-    def set_habits(self, *habits: str) -> None:
-        """The provider habits to imitate from now on (README.md "Habits"); none: spec-exact again."""
-        self._call("POST", "/_test/config", {"habits": list(habits)})
 
     def forget_clients(self) -> None:
         """Forget every registered client, as a server with in-memory clients does on a restart."""

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import unquote_plus, urlencode
 
 from aiohttp import web
 from yarl import URL
@@ -47,7 +47,7 @@ STATE = web.AppKey("state", ServerState)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Faults answered without touching any state.
 _STATELESS_FAULTS = frozenset(
-    {"500", "503", "429", "invalid_grant", "invalid_client",
+    {"500", "503", "429", "invalid_grant", "invalid_client", "invalid_request", "unauthorized_client",
      "malformed_no_access_token", "malformed_not_json", "malformed_crlf_token",
      "malformed_huge_token", "oversized_answer"}
 )
@@ -159,6 +159,8 @@ def _fault_response(fault: Fault) -> web.Response:
         return _oauth_error(OAuthError("invalid_grant", description))
     if mode == "invalid_client":
         return _oauth_error(OAuthError("invalid_client", description, 401))
+    if mode in ("invalid_request", "unauthorized_client"):
+        return _oauth_error(OAuthError(mode, description))
     if mode == "malformed_no_access_token":
         return _json({"token_type": "Bearer", "expires_in": 3600, "scope": ""}, 200, headers)
     if mode == "malformed_crlf_token":
@@ -174,6 +176,46 @@ def _fault_response(fault: Fault) -> web.Response:
     # malformed_not_json
     return web.Response(status=200, text="<html><body>upstream proxy error</body></html>",
                         content_type="text/html", headers=headers)
+
+
+def _shaped(st: ServerState, request: web.Request, response: web.Response) -> web.Response:
+    """A token endpoint answer in the habits' shape (README.md "Habits"); JSON bodies only."""
+    cfg = st.config
+    counters = st.counters
+    if response.content_type != "application/json" or not isinstance(response.body, bytes):
+        counters.answered["html" if response.content_type == "text/html" else "json"] += 1
+        return response
+    doc = json.loads(response.body)
+    status = response.status
+    headers = {k: v for k, v in response.headers.items() if k.lower() in ("cache-control", "pragma", "retry-after",
+                                                                          "www-authenticate")}
+    is_error = isinstance(doc, dict) and "error" in doc
+    if isinstance(doc, dict) and not is_error:
+        if cfg.has("form_encoded_answers") or cfg.has("form_encoded_always"):
+            # GitHub: comma-separated scopes and a lowercase token type in either form.
+            if isinstance(doc.get("scope"), str):
+                doc["scope"] = ",".join(doc["scope"].split())
+            doc["token_type"] = "bearer"
+        if cfg.has("string_expires_in") and "expires_in" in doc:
+            doc["expires_in"] = str(doc["expires_in"])
+        if cfg.has("no_expires_in"):
+            doc.pop("expires_in", None)
+    if is_error and cfg.has("errors_with_200"):
+        if doc["error"] == "invalid_grant" and request.get("grant_type") == "refresh_token":
+            doc["error"] = "bad_refresh_token"  # GitHub's name for it
+        status = 200
+    if is_error and cfg.has("html_errors"):
+        counters.answered["html"] += 1
+        # A gateway's page: the status is all a client can go by.
+        return web.Response(status=status, text=f"<html><body><h1>Error {status}</h1></body></html>",
+                            content_type="text/html", headers=headers)
+    accept = request.headers.get("Accept", "")
+    if cfg.has("form_encoded_always") or (cfg.has("form_encoded_answers") and "application/json" not in accept):
+        counters.answered["form"] += 1
+        return web.Response(status=status, text=urlencode({k: str(v) for k, v in doc.items()}),
+                            content_type="application/x-www-form-urlencoded", headers=headers)
+    counters.answered["json"] += 1
+    return _json(doc, status, headers)
 
 
 # -- middleware ------------------------------------------------------------------------------
@@ -204,6 +246,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
 async def metadata(request: web.Request) -> web.Response:
     st = request.app[STATE]
     cfg = st.config
+    st.counters.discoveries += 1
+    if cfg.has("discovery_outage"):
+        return _json({"error": "temporarily_unavailable", "error_description": "discovery outage"}, 503)
     # RFC 8414 §3.1: an issuer with a path has its metadata at the well-known URI with that path inserted.
     wanted_tail = ISSUER_PATH if cfg.has("issuer_with_path") else ""
     if "/" + request.match_info.get("tail", "").strip("/") != (wanted_tail or "/"):
@@ -214,7 +259,7 @@ async def metadata(request: web.Request) -> web.Response:
     body: dict[str, Any] = {
         "issuer": st.published_issuer,
         "authorization_endpoint": f"{iss}/authorize",
-        "token_endpoint": f"{iss}/token",
+        "token_endpoint": f"{iss}/oauth/v1/token" if st.config.has("nonstandard_token_path") else f"{iss}/token",
         "registration_endpoint": f"{iss}/register",
         "revocation_endpoint": f"{iss}/revoke",
         "introspection_endpoint": f"{iss}/introspect",
@@ -254,6 +299,11 @@ async def register(request: web.Request) -> web.Response:
     if method not in AUTH_METHODS:
         return _json({"error": "invalid_client_metadata",
                       "error_description": "unsupported token_endpoint_auth_method"}, 400)
+    # Notion and Figma register a confidential client whatever was asked.
+    if st.config.has("dcr_answers_client_secret_basic"):
+        method = "client_secret_basic"
+    elif st.config.has("dcr_answers_client_secret_post"):
+        method = "client_secret_post"
     grant_types = body.get("grant_types", list(GRANT_TYPES))
     if not isinstance(grant_types, list) or any(g not in GRANT_TYPES for g in grant_types):
         return _json({"error": "invalid_client_metadata",
@@ -377,6 +427,14 @@ def _claimed_client_id(request: web.Request, form: Any) -> str | None:
 
 async def token(request: web.Request) -> web.Response:
     st = request.app[STATE]
+    nonstandard = request.path != "/token"
+    if nonstandard != st.config.has("nonstandard_token_path"):
+        return web.Response(status=404, text="not found")
+    return _shaped(st, request, await _token(request))
+
+
+async def _token(request: web.Request) -> web.Response:
+    st = request.app[STATE]
     form = await request.post()
     counters = st.counters
     counters.token_requests += 1
@@ -390,6 +448,7 @@ async def token(request: web.Request) -> web.Response:
     code = form.get("code")
     code = code if isinstance(code, str) else None
     gt = grant_type if isinstance(grant_type, str) else None
+    request["grant_type"] = gt
     resource = st.fault_resource(gt, form_resource, code, refresh_token)
     fault = st.take_fault(gt, resource)
 
@@ -403,6 +462,7 @@ async def token(request: web.Request) -> web.Response:
             "prev_issued_at": grant.last_issued_at if grant else None,
             "prev_expires_at": grant.last_expires_at if grant else None,
             "result": fault.mode if fault else "pending",
+            "client_auth": _auth_used(request, form),
         }
         counters.refresh_log.append(entry)
 
@@ -457,6 +517,16 @@ async def token(request: web.Request) -> web.Response:
         body["expires_in"] = _BAD_EXPIRES[fault.mode]
         return done(fault.mode, _json(body, 200, NO_STORE), False)
     return done("ok", _json(body, 200, NO_STORE), True)
+
+
+def _auth_used(request: web.Request, form: Any) -> str:
+    """Which client authentication a token request carried (several when it broke RFC 6749 §2.3)."""
+    used = []
+    if request.headers.get("Authorization", "")[:6].lower() == "basic ":
+        used.append("client_secret_basic")
+    if form.get("client_secret"):
+        used.append("client_secret_post")
+    return "+".join(used) or "none"
 
 
 def _str(value: Any) -> str | None:
@@ -625,6 +695,7 @@ def create_app(config: Config, issuer: str = "") -> web.Application:
             web.post("/authorize/approve", approve),
             web.post("/authorize/deny", deny),
             web.post("/token", token),
+            web.post("/oauth/v1/token", token),  # the nonstandard_token_path habit (HubSpot)
             web.post("/revoke", revoke),
             web.post("/introspect", introspect),
             web.get("/_test/config", test_get_config),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import re
 import secrets
 import time
@@ -38,11 +39,16 @@ FAULT_MODES = frozenset(
         "malformed_crlf_token",
         "malformed_huge_token",
         "oversized_answer",
+        "invalid_request",
+        "unauthorized_client",
     }
 )
-#: Named habits of real providers this server can imitate (README.md "Habits"); any number at once.
+
+#: Provider habits (tests/oauthserver/README.md "Habits"): named behaviours of real authorization
+#: servers, any number at once. POST /_test/config {"habits": [...]} or --habit NAME.
 HABITS = frozenset(
     {
+        # discovery, registration, the authorization request
         "no_registration_endpoint",
         "unrecognized_client_422",
         "unknown_client_html_500",
@@ -53,10 +59,27 @@ HABITS = frozenset(
         "resource_refused_invalid_target",
         "no_pkce_metadata",
         "fixed_redirect_uri",
+        # the token endpoint
+        "form_encoded_answers",  # GitHub: form-encoded answers unless Accept: application/json
+        "form_encoded_always",  # form-encoded answers even to Accept: application/json
+        "errors_with_200",  # GitHub: token errors with HTTP 200; a refused refresh token is bad_refresh_token
+        "string_expires_in",  # Entra v1: "expires_in": "3599"
+        "no_expires_in",  # no expires_in in token answers
+        "jwt_access_token",  # access tokens are JWTs whose exp is the expiry
+        "no_refresh_token_on_refresh",  # Google, Auth0 without rotation: refresh answers carry none
+        "strict_rotation_reuse_detection",  # Atlassian, Linear: a reused refresh token revokes the grant
+        "rotation_grace_window",  # a rotated refresh token stays usable for GRACE_SECONDS
+        "dcr_answers_client_secret_basic",  # Notion: registration answers client_secret_basic and a secret
+        "dcr_answers_client_secret_post",  # Figma: registration answers client_secret_post and a secret
+        "strict_client_auth",  # only the registered client authentication; two at once refused
+        "html_errors",  # token errors as text/html pages
+        "nonstandard_token_path",  # HubSpot: the token endpoint is /oauth/v1/token; /token answers 404
+        "discovery_outage",  # Atlassian: metadata endpoints answer 503
     }
 )
 #: The tenant path of the `issuer_with_path` habit.
 ISSUER_PATH = "/tenant"
+GRACE_SECONDS = 10.0
 GRANT_TYPES = ("authorization_code", "refresh_token")
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post")
 
@@ -76,6 +99,17 @@ class OAuthError(Exception):
 
 def new_secret() -> str:
     return secrets.token_urlsafe(32)
+
+
+def jwt_shaped(exp: float, sub: str, iss: str) -> str:
+    """An access token in JWT form (RFC 7519) whose `exp` is its expiry; the signature is random bytes:
+    a client may read `exp` as a hint, never verify it."""
+    def part(doc: dict[str, Any]) -> str:
+        raw = json.dumps(doc, separators=(",", ":")).encode()
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+    claims = {"iss": iss, "sub": sub, "exp": int(exp), "jti": secrets.token_hex(8)}
+    return f"{part({'alg': 'RS256', 'typ': 'at+jwt'})}.{part(claims)}.{secrets.token_urlsafe(32)}"
 
 
 def valid_pkce_string(value: str) -> bool:
@@ -148,6 +182,7 @@ class RefreshToken:
     expires_at: float
     # None while usable; else "rotated", "revoked" or "invalidated".
     dead_reason: str | None = None
+    rotated_at: float | None = None
 
 
 @dataclass
@@ -226,6 +261,9 @@ class Counters:
     revocations: int = 0
     registrations: int = 0
     introspections: int = 0
+    discoveries: int = 0  # metadata requests (RFC 8414 / OIDC)
+    answered: dict[str, int] = field(default_factory=lambda: {"json": 0, "form": 0, "html": 0})
+    reuse_detected: int = 0  # grants revoked because a spent refresh token came back
     refresh_log: list[dict[str, Any]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
@@ -237,6 +275,9 @@ class Counters:
             "revocations": self.revocations,
             "registrations": self.registrations,
             "introspections": self.introspections,
+            "discoveries": self.discoveries,
+            "answered": dict(self.answered),
+            "reuse_detected": self.reuse_detected,
             "refresh_log": [dict(entry) for entry in self.refresh_log],
         }
 
@@ -314,6 +355,8 @@ class ServerState:
     def authenticate(self, basic: tuple[str, str] | None, form_id: str | None,
                      form_secret: str | None) -> Client:
         """RFC 6749 §2.3.1: client_secret_basic, client_secret_post, or none (public client)."""
+        if self.config.has("strict_client_auth"):
+            self._check_method(basic, form_id, form_secret)
         if basic is not None:
             client_id, secret = basic
         else:
@@ -330,6 +373,20 @@ class ServerState:
         if not secret or not hmac.compare_digest(secret, client.client_secret):
             raise OAuthError("invalid_client", "client authentication failed", 401)
         return client
+
+    def _check_method(self, basic: tuple[str, str] | None, form_id: str | None, form_secret: str | None) -> None:
+        """The registered method only; RFC 6749 §2.3: never more than one method in a request."""
+        used = "client_secret_basic" if basic is not None else "client_secret_post" if form_secret else "none"
+        if basic is not None and form_secret:
+            raise OAuthError("invalid_request", "more than one client authentication method", 400)
+        client_id = basic[0] if basic is not None else form_id or ""
+        client = self.clients.get(client_id)
+        if client is None:
+            return
+        registered = client.metadata.get("token_endpoint_auth_method",
+                                         "none" if client.is_public else "client_secret_basic")
+        if used != registered:
+            raise OAuthError("invalid_client", f"this client authenticates with {registered}, not {used}", 401)
 
     # -- authorization -----------------------------------------------------------------------
 
@@ -448,7 +505,15 @@ class ServerState:
         grant = self.grants[rt.grant_id]
         if grant.client_id != client.client_id:
             raise OAuthError("invalid_grant", "refresh token was issued to another client")
-        if rt.dead_reason is not None:
+        if rt.dead_reason == "rotated" and self.config.has("rotation_grace_window") and \
+                rt.rotated_at is not None and time.time() - rt.rotated_at <= GRACE_SECONDS:
+            pass  # within the grace window a rotated refresh token still works
+        elif rt.dead_reason == "rotated" and self.config.has("strict_rotation_reuse_detection"):
+            # Reuse detection: a spent refresh token coming back revokes the whole grant.
+            self.counters.reuse_detected += 1
+            self.revoke_grant(grant.grant_id)
+            raise OAuthError("invalid_grant", "refresh token reuse detected; the grant is revoked")
+        elif rt.dead_reason is not None:
             raise OAuthError("invalid_grant", f"refresh token was {rt.dead_reason}")
         if time.time() >= rt.expires_at:
             raise OAuthError("invalid_grant", "refresh token expired")
@@ -463,16 +528,19 @@ class ServerState:
         if resource and grant.resource and resource != grant.resource:
             raise OAuthError("invalid_target", "resource differs from the original grant")
         do_rotate = self.config.rotate if rotate is None else rotate
+        if self.config.has("no_refresh_token_on_refresh"):
+            do_rotate = False
         body = self._issue(grant, new_scope, resource or grant.resource, new_refresh=do_rotate)
-        if do_rotate:
+        if do_rotate and rt.dead_reason is None:
             rt.dead_reason = "rotated"
+            rt.rotated_at = time.time()
         return body
 
     def _issue(self, grant: Grant, scope: str, audience: str | None,
                *, new_refresh: bool) -> dict[str, Any]:
         now = time.time()
         ttl = self.config.access_ttl
-        token = new_secret()
+        token = jwt_shaped(now + ttl, grant.sub, self.issuer) if self.config.has("jwt_access_token") else new_secret()
         self.access_tokens[token] = AccessToken(
             token=token,
             grant_id=grant.grant_id,

@@ -4,7 +4,9 @@ with the invariants checked after every step. No Thespian here: the core is pure
 
 The test plays the shell: it keeps the store (the last Persist), the work in flight, the timers, and a
 small authorization server that remembers which refresh tokens it has spent (strict rotation with
-reuse detection), so a refresh with a spent token is answered `invalid_grant` as a real one would.
+reuse detection, docs/providers.md), so a refresh with a spent token is answered `invalid_grant` as a
+real one would — and the session must never send one. Tokens come with and without a lifetime (no
+`expires_in`: no proactive timer), and refusals that need one confirming retry (`invalid_request`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ META = AuthServerMetadata(issuer="https://as.example.com", authorization_endpoin
                           scopes_supported=(), iss_parameter_supported=False)
 DISCOVERY = Discovery(resource="https://mcp.example.com/mcp", metadata=META, scopes=("read",))
 REFRESH_OUTCOMES = ("rotate", "rotate", "rotate", "keep", "keep", "network", "server", "retry_after", "lost",
-                    "invalid_grant", "invalid_client", "protocol", "unrecognized_client", "html_500")
+                    "invalid_grant", "invalid_client", "protocol", "unrecognized_client", "html_500",
+                    "unconfirmed", "unconfirmed")
 #: A `make test` run: MCPPROXY_MODEL_EXAMPLES interleavings of up to MCPPROXY_MODEL_STEPS steps each.
 EXAMPLES = int(os.environ.get("MCPPROXY_MODEL_EXAMPLES", "400"))
 STEPS = int(os.environ.get("MCPPROXY_MODEL_STEPS", "80"))
@@ -64,6 +67,7 @@ class SessionModel(RuleBasedStateMachine):
         self.counter = 0
         self.failed_for_good = False  # a permanent failure happened and no login since
         self.streak_events = 0  # oauth.refresh_failed with will_retry since the last success
+        self.unconfirmed = 0  # refusals that need confirming (OAuthError.confirm) in a row
         self.s = core.new_session(SERVER, threshold, REDIRECT)
         self.feed(core.Loaded(None))
 
@@ -76,15 +80,47 @@ class SessionModel(RuleBasedStateMachine):
     def feed(self, event: Any) -> list[Any]:
         before = self.s.clone()
         frozen = (before.generation, before.token, before.rt, dict(before.pending), list(before.waiters))
+        confirming = self.count_unconfirmed(event, before)
         new, effects = core.step(self.s, event, self.now)
         assert (self.s.generation, self.s.token, self.s.rt, dict(self.s.pending), list(self.s.waiters)) == frozen, \
             "step changed the session it was given"
         self.check_effects(event, effects, self.s)
         self.check_backoff(event, self.s, new)
+        self.check_no_timer_without_expiry(new, effects)
+        if confirming:
+            # A refusal that needs confirming is permanent on its second time in a row, never on its first.
+            permanent = any(isinstance(e, core.Emit) and e.name == "oauth.refresh_failed"
+                            and e.payload["will_retry"] is False for e in effects)
+            assert permanent == (self.unconfirmed >= policy.CONFIRMATIONS and not before.rt.failed), \
+                (self.unconfirmed, permanent)
         self.s = new
         for effect in effects:
             self.carry_out(effect)
         return effects
+
+    def count_unconfirmed(self, event: Any, before: core.Session) -> bool:
+        """Counts, as the model sees them, refusals that need confirming in a row; True for one now."""
+        if isinstance(event, core.WorkFinished) and event.request_id in before.pending \
+                and event.generation == before.generation:
+            op = before.pending[event.request_id].op
+            confirm = isinstance(event.result, OAuthError) and event.result.confirm
+            if isinstance(op, Refresh):
+                self.unconfirmed = self.unconfirmed + 1 if confirm else 0
+                return confirm
+            if isinstance(op, Exchange) and isinstance(event.result, TokenResponse):
+                self.unconfirmed = 0  # a login starts afresh
+        if isinstance(event, core.Deadline) and event.request_id == before.inflight or \
+                isinstance(event, core.WorkerLost) and before.inflight is not None:
+            self.unconfirmed = 0  # counted as a network failure
+        return False
+
+    def check_no_timer_without_expiry(self, after: core.Session, effects: list[Any]) -> None:
+        """A token without a lifetime sets no proactive timer: nothing is due until the upstream says 401."""
+        rec = after.token
+        if rec is None or rec.expires_at is not None or after.rt.refresh_state == "retrying" or after.logins:
+            return
+        assert not any(isinstance(e, core.SetTimer) and isinstance(e.payload, core.Tick) for e in effects), \
+            "a timer for a token without expiry"
 
     def carry_out(self, effect: Any) -> None:
         match effect:
@@ -207,8 +243,8 @@ class SessionModel(RuleBasedStateMachine):
 
     # ---- rules ------------------------------------------------------------------------------------
 
-    @rule(answer_now=st.booleans())
-    def login(self, answer_now: bool) -> None:
+    @rule(answer_now=st.booleans(), lifetime=st.sampled_from([30.0, None, 5.0]))
+    def login(self, answer_now: bool, lifetime: float | None) -> None:
         self.replies.clear()
         self.feed(core.LoginWanted("ui", self.fresh("state"), self.fresh("verifier") + "x" * 43))
         self.answer_login_preparation()
@@ -217,7 +253,7 @@ class SessionModel(RuleBasedStateMachine):
             return
         self.feed(core.CodeReturned("browser", started[-1].state, self.fresh("code")))
         if answer_now and any(isinstance(w.op, Exchange) for w in self.work.values()):
-            self.code_exchanged(ok=True, with_refresh=True, lifetime=30.0)
+            self.code_exchanged(ok=True, with_refresh=True, lifetime=lifetime)  # None: no expires_in
 
     def answer_login_preparation(self) -> None:
         for w in [w for w in self.work.values() if isinstance(w.op, (Discover, Register))]:
@@ -266,6 +302,8 @@ class SessionModel(RuleBasedStateMachine):
             result = ClientUnknown("HTTP 422 Unrecognized client_id")
         elif outcome == "html_500":
             result = ClientUnknown("HTTP 500 with an HTML page", certain=False)
+        elif outcome == "unconfirmed":  # invalid_request / unauthorized_client: one confirming retry
+            result = OAuthError("protocol" if jitter < 0.5 else "invalid_client", "refused", confirm=True)
         else:
             result = OAuthError(outcome, outcome)  # type: ignore[arg-type]
         before_gen = self.s.generation
@@ -294,6 +332,20 @@ class SessionModel(RuleBasedStateMachine):
                 return
             self.work.pop(w.request_id)
             self.feed(core.WorkFinished(w.request_id, w.generation, OAuthError(kind, "down"),  # type: ignore[arg-type]
+                                        self.now, jitter))
+
+    @rule(times=st.integers(1, 3), kind=st.sampled_from(["protocol", "invalid_client"]), jitter=st.floats(0, 1))
+    def refusals_to_confirm(self, times: int, kind: str, jitter: float) -> None:
+        """`invalid_request` / `unauthorized_client` in a row: one confirming retry, then permanent."""
+        for _ in range(times):
+            if not any(isinstance(w.op, Refresh) for w in self.work.values()):
+                self.time_passes(policy.BACKOFF_CAP + 1.0)
+            w = next((w for w in self.work.values() if isinstance(w.op, Refresh)), None)
+            if w is None:
+                return
+            self.work.pop(w.request_id)
+            self.feed(core.WorkFinished(w.request_id, w.generation,
+                                        OAuthError(kind, "refused", confirm=True),  # type: ignore[arg-type]
                                         self.now, jitter))
 
     @precondition(lambda self: any(isinstance(w.op, (Probe, Revoke)) for w in self.work.values()))
@@ -370,6 +422,7 @@ class SessionModel(RuleBasedStateMachine):
         self.work.clear()
         self.timers.clear()
         self.streak_events = 0
+        self.unconfirmed = 0
         self.s = core.new_session(SERVER, self.threshold, REDIRECT)
         self.feed(core.Loaded(self.stored, reason="actor_restarted"))
 

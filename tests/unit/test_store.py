@@ -74,6 +74,8 @@ def test_records_written_by_the_first_schema_read_back(tmp_path):
     rec = s.get_token("old")
     assert rec is not None and rec.scopes == ("x", "y") and rec.generation == 7 and rec.refresh_count == 3
     assert rec.failed == Problem("invalid_grant", "m") and rec.has_token
+    # Kept since: a record without them authenticates by its secret and took its expiry from expires_in.
+    assert rec.auth_method is None and rec.expires_from_jwt is False
     assert TokenRecord.decode(rec.encode()) == rec
     tomb = s.get_token("tomb")
     assert tomb == TokenRecord(generation=2, user_logged_out=True) and not tomb.has_token
@@ -125,3 +127,15 @@ def test_plaintext_from_before_sealing_reads_and_is_sealed_in_place(tmp_path):
     assert s.get_token("a") == TokenRecord(access_token="AT-plain", refresh_token="RT-plain")
     assert s.get_client("https://issuer") == {"client_id": "c", "client_secret": "REG-plain"}
     assert s.foreign_tokens() == []
+
+
+def test_what_a_refresh_needs_without_discovery_is_stored(tmp_path):
+    """docs/providers.md, HubSpot: endpoint, client, its authentication method and resource travel with the token."""
+    s = TokenStore(tmp_path, sealer=SEALER)
+    rec = TokenRecord(access_token="a", refresh_token="r", token_endpoint="https://i/oauth/v1/token",
+                      client_id="c", client_secret="s", auth_method="client_secret_post", resource="https://r",
+                      expires_at=None, expires_from_jwt=False)
+    s.put_token("hub", rec)
+    assert s.get_token("hub") == rec
+    with pytest.raises(RecordError):
+        TokenRecord.from_dict({"access_token": "a", "expires_from_jwt": "yes"})

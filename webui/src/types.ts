@@ -18,6 +18,7 @@ export interface ServerStatus {
   token_held: boolean
   refresh_state: RefreshState
   token_expires_at: string | null
+  token_expiry: "expires_in" | "jwt_exp" | "unknown" | null
   next_refresh_at: string | null
   last_refresh_at: string | null
   refresh_count: number
