@@ -21,6 +21,7 @@ from mcpproxy.store import ensure_private_dir
 
 if TYPE_CHECKING:
     from mcpproxy.gateway.bridge import ActorBridge
+    from mcpproxy.gateway.lease import Leases
     from mcpproxy.gateway.shared import ConfigRef
 
 log = logging.getLogger("mcpproxy")
@@ -109,9 +110,11 @@ class ConfigReloader:
     and api_key only change on a restart.
     """
 
-    def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None]) -> None:
+    def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None],
+                 leases: Leases | None = None) -> None:
         self.ref = ref
         self.bridge = bridge
+        self.leases = leases
         self.overrides = overrides
         self.path = ref.current.path
         self.seen = _file_id(self.path) if self.path else None
@@ -155,6 +158,9 @@ class ConfigReloader:
                           reason, type(answer).__name__)
                 return False
             self.bridge.actors = dict(answer.actors)
+            if self.leases is not None:
+                for name in (*answer.added, *answer.removed, *answer.changed):
+                    self.leases.cut(name)  # its URL, its enabling or its actor may have changed
             self.ref.current = new
             self.reloads += 1
             log.info("config reloaded (%s): added %s, removed %s, changed %s", reason,
@@ -199,6 +205,33 @@ class ConfigReloader:
                 pass
 
 
+#: Descriptors each actor process costs the parent that routes for it (its queue's pipe ends and semaphore,
+#: measured with multiprocQueueBase: about 4), plus the gateway's sockets and LMDB's files.
+FDS_PER_SERVER = 4
+FDS_BASE = 1024
+
+
+def raise_open_files(servers: int) -> None:
+    """Raises the soft RLIMIT_NOFILE to the hard limit when it is below it (1,000 servers need ~4,000
+    descriptors in the Supervisor alone; a 1,024 soft limit is common), before anything forks, and says so."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FDS_BASE + FDS_PER_SERVER * servers
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.info("raised the open-file limit from %d to %d (the hard limit)", soft, hard)
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-file limit from %d: %s", soft, e)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("the open-file limit is %d, and %d servers may need about %d: raise it (ulimit -n, or "
+                    "LimitNOFILE= in the service unit)", soft, servers, wanted)
+
+
 def _announce(config: Config, api_key: str) -> None:
     """The user's own terminal gets the Web UI URL with its key; a log (journal, file) never does."""
     if sys.stderr.isatty():
@@ -220,6 +253,14 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
     for warning in config.warnings:
         log.warning("config: %s", warning)
 
+    raise_open_files(sum(1 for s in config.servers if s.is_oauth and s.enabled))
+    from mcpproxy import owner
+
+    try:
+        # Before the actors fork: each of them holds the lock too, until the last one is gone.
+        owner.claim(config.data_dir, config.base_url)
+    except owner.AlreadyOwned as e:
+        raise ConfigError(str(e)) from None
     asys = start_actor_system(config, log_conf)
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
@@ -230,9 +271,10 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
         app = create_app(config, bridge, api_key)
         from mcpproxy.gateway.app import QuietAccessLogger
+        from mcpproxy.gateway.lease import LEASES
         from mcpproxy.gateway.shared import CONFIG
 
-        reloader = ConfigReloader(app[CONFIG], bridge, overrides or {})
+        reloader = ConfigReloader(app[CONFIG], bridge, overrides or {}, app[LEASES])
         app.cleanup_ctx.append(reloader.context)
 
         loop = asyncio.new_event_loop()

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from mcpproxy import owner
 from mcpproxy import session as core
 from mcpproxy.cli.client import ClientError, ServiceClient, ServiceNotRunning, locate
 from mcpproxy.cli.ctl import (
@@ -58,8 +59,21 @@ def oauth_server(config: Config, name: str) -> ServerConfig:
 
 
 def running_client(config: Config) -> ServiceClient | None:
+    """The service to go through: the one at the configured address, else the one that owns the data dir
+    (it may listen elsewhere: --listen, MCPPROXY_LISTEN). None only when no service owns the data dir."""
     client = locate(config=config)
-    return client if client.is_running() else None
+    if client.is_running():
+        return client
+    held = owner.owner(config.data_dir)
+    if held is None:
+        return None
+    if held.url:
+        other = ServiceClient(held.url.rstrip("/"), client.api_key, client.key_source)
+        if other.is_running():
+            return other
+    # Writing the store behind a running service's back would leave its actors and its gateway with the old token.
+    fail(f"a service (pid {held.pid or '?'}{', ' + held.url if held.url else ''}) owns {config.data_dir} but does "
+         "not answer; retry when it does, or stop it first")
 
 
 # ---- standalone: the service is not running --------------------------------------------------------
@@ -81,6 +95,10 @@ STANDALONE_NOTE = "standalone, the service is not running"
 def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) -> str:
     """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
     where = f"Logged out of '{name}' ({note})"
+    held = owner.owner(config.data_dir)
+    if note == STANDALONE_NOTE and held is not None:
+        fail(f"'{name}': a service (pid {held.pid or '?'}) owns {config.data_dir}; log out through it "
+             "(`mcpproxy-ctl logout`), not behind its back")
     if not store_path(config.data_dir).exists():
         return f"{where}: no token store, nothing to delete."
     server = oauth_server(config, name)

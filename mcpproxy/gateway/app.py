@@ -13,10 +13,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
+from actors.messages import Published
 from mcpproxy.config import Config
 from mcpproxy.gateway import api, callback, events, metrics, openapi, passthrough, webui
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
 from mcpproxy.gateway.fanout import EventFanout
+from mcpproxy.gateway.lease import LEASES, Leases
 from mcpproxy.gateway.shared import (
     API_KEY,
     BRIDGE,
@@ -220,6 +222,7 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
     app[FANOUT] = EventFanout()
     app[STARTED] = time.time()
     app[LOGINS] = {}
+    app[LEASES] = Leases()
     app.add_routes([
         web.get("/healthz", api.healthz),
         web.get("/readyz", api.readyz),
@@ -247,7 +250,13 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
 
 
 async def _start_listener(app: web.Application) -> None:
-    app[BRIDGE].start_listener(asyncio.get_running_loop(), app[FANOUT].publish)
+    leases, fanout = app[LEASES], app[FANOUT]
+
+    def on_event(ev: Published) -> None:
+        leases.on_event(ev)  # first: an SSE client that reacts to the event must find the lease gone
+        fanout.publish(ev)
+
+    app[BRIDGE].start_listener(asyncio.get_running_loop(), on_event)
 
 
 async def _close_streams(app: web.Application) -> None:
