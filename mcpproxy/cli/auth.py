@@ -95,9 +95,9 @@ STANDALONE_NOTE = "standalone, the service is not running"
 def standalone_logout(config: Config, name: str, note: str = STANDALONE_NOTE) -> str:
     """The service's own logout rules, carried out here: the tombstone is written, then the tokens revoked."""
     where = f"Logged out of '{name}' ({note})"
-    held = owner.owner(config.data_dir)
-    if note == STANDALONE_NOTE and held is not None:
-        fail(f"'{name}': a service (pid {held.pid or '?'}) owns {config.data_dir}; log out through it "
+    owned_by = owner.owner(config.data_dir)
+    if note == STANDALONE_NOTE and owned_by is not None:
+        fail(f"'{name}': a service (pid {owned_by.pid or '?'}) owns {config.data_dir}; log out through it "
              "(`mcpproxy-ctl logout`), not behind its back")
     if not store_path(config.data_dir).exists():
         return f"{where}: no token store, nothing to delete."
