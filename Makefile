@@ -6,7 +6,7 @@ WEBUI   := mcpproxy/webui_dist/index.html
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST  := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test lint unit e2e fuzz bench demo chromium clean
+.PHONY: install run test lint unit e2e fuzz bench bench-1000 demo chromium clean
 
 install: $(STAMP) $(WEBUI)
 
@@ -45,6 +45,10 @@ fuzz: install
 
 bench: install
 	$(PY) -m bench
+
+# One service with 1,000 OAuth servers (about 10 GB of RAM and 15 minutes); writes its own section of docs/benchmarks.md.
+bench-1000: install
+	$(PY) -m bench.thousand
 
 demo: install
 	$(PY) -m tests.demo
