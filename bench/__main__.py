@@ -90,7 +90,7 @@ def run_logout(sizes: list[int], quick: bool) -> list[Table]:
 def run_passthrough(sizes: list[int], quick: bool) -> list[Table]:
     if not (ROOT / "bench" / "passthrough.py").exists():
         return [overhead.table([], error="bench/passthrough.py is not in this tree yet")]
-    return [overhead.table([overhead.measure(n, 20 if quick else 300) for n in (sizes if quick else [1, *sizes])])]
+    return [overhead.table([overhead.measure(n, 20 if quick else 400) for n in (sizes if quick else [1, *sizes])])]
 
 
 RUNNERS: dict[str, tuple[str, str, Callable[[list[int], bool], list[Table]]]] = {
@@ -98,7 +98,7 @@ RUNNERS: dict[str, tuple[str, str, Callable[[list[int], bool], list[Table]]]] = 
     "memory": ("Memory", "≤ 5 MB PSS per server", run_memory),
     "startup": ("Startup to ready", "≤ 5 s at 100", run_startup),
     "logout": ("Logout latency", "p99 ≤ 50 ms", run_logout),
-    "passthrough": ("Pass-through overhead", "median ≤ 2 ms", run_passthrough),
+    "passthrough": ("Pass-through overhead", "added median ≤ 1.5 ms, p99 ≤ 4 ms", run_passthrough),
 }
 
 
