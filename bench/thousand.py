@@ -55,6 +55,7 @@ class ThousandRun:
     ready_empty: float = 0.0
     ready_stored: float = 0.0
     login_seconds: float = 0.0
+    stop_seconds: float = 0.0
     idle_cpu: dict[str, float] = field(default_factory=dict)  # % of one core, by role
     busy_cpu: dict[str, float] = field(default_factory=dict)
     pss: int = 0
@@ -135,7 +136,10 @@ def measure(plan: Plan) -> ThousandRun:
         print(f"   ready with an empty store in {run.ready_empty:.1f} s", flush=True)
         run.login_seconds = log_in_all(f)
         print(f"   logged {plan.servers} in in {run.login_seconds:.1f} s", flush=True)
-        f.svc.stop()
+        began = time.monotonic()
+        f.svc.stop(timeout=600)
+        run.stop_seconds = time.monotonic() - began
+        print(f"   stopped in {run.stop_seconds:.1f} s", flush=True)
         began = time.monotonic()
         f.svc.start(timeout=1800)
         run.ready_stored = time.monotonic() - began
@@ -148,6 +152,7 @@ def measure(plan: Plan) -> ThousandRun:
         run.fds = fds_by_role(f)
         print(f"   idle CPU {run.idle_cpu['total']:.1f} % of one core; PSS {run.pss / 2**20:.0f} MB", flush=True)
         lateness_phase(f, plan, run)
+        f.svc.stop(timeout=600)
     return run
 
 
@@ -213,6 +218,7 @@ def tables(run: ThousandRun) -> list[Table]:
     row("start-up to ready, empty store", f"{run.ready_empty:.1f} s", "– (≤ 5 s is the target at 100)", None)
     row(f"start-up to ready, {n} stored tokens", f"{run.ready_stored:.1f} s", "– (≤ 5 s is the target at 100)", None)
     row(f"time to log all {n} in ({4} at a time)", f"{run.login_seconds:.1f} s", "–", None)
+    row("SIGTERM to every process gone", f"{run.stop_seconds:.1f} s", "–", None)
     row(f"idle CPU, every process, {run.plan.idle:g} s, no refresh due", f"{idle:.1f} % of one core",
         f"≤ {IDLE_CPU_TARGET:g} %", idle <= IDLE_CPU_TARGET)
     row("PSS, every process", f"{mb(run.pss)} MB in {run.processes} processes", "–", None)
