@@ -12,6 +12,7 @@ tables into docs/benchmarks.md between the markers below, leaving the other figu
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shlex
 import statistics
@@ -33,6 +34,7 @@ LATENESS_TARGET = 0.250
 IDLE_CPU_TARGET = 5.0  # % of one core
 PSS_TARGET = 5 * 2**20  # per server (issue 7's memory target)
 ROLES = ("gateway", "thespian admin+logger", "supervisor", "event hub", "oauth worker", "token actors")
+BACKENDS = ("test AS", "test MCP server")
 
 
 @dataclass(frozen=True)
@@ -92,18 +94,31 @@ def cpu_by_role(f: Fleet) -> dict[int, tuple[str, float]]:
     return out
 
 
+def backends_cpu(f: Fleet) -> dict[int, tuple[str, float]]:
+    out = {}
+    for role, pid in (("test AS", f.auth.pid), ("test MCP server", f.mcp.pid)):
+        try:
+            t = psutil.Process(pid).cpu_times()
+            out[pid] = (role, t.user + t.system)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def cpu_over(f: Fleet, seconds: float) -> dict[str, float]:
-    """% of one core each role spent over `seconds` of wall time (processes alive at both readings)."""
-    before = cpu_by_role(f)
+    """% of one core each role spent over `seconds` of wall time (processes alive at both readings); the test
+    backends apart (not in the total), and the machine's load average at the end."""
+    before = {**cpu_by_role(f), **backends_cpu(f)}
     began = time.monotonic()
     time.sleep(seconds)  # the service runs on its own; nothing to wait for but the clock
-    after = cpu_by_role(f)
+    after = {**cpu_by_role(f), **backends_cpu(f)}
     wall = time.monotonic() - began
-    pct = dict.fromkeys(ROLES, 0.0)
+    pct = dict.fromkeys((*ROLES, *BACKENDS), 0.0)
     for pid, (role, t1) in after.items():
         if pid in before:
             pct[role] += (t1 - before[pid][1]) / wall * 100
     pct["total"] = sum(pct[r] for r in ROLES)
+    pct["load"] = os.getloadavg()[0]
     return pct
 
 
@@ -243,7 +258,10 @@ def tables(run: ThousandRun) -> list[Table]:
 
 
 def cpu_text(pct: dict[str, float]) -> str:
-    return ", ".join(f"{role} {pct.get(role, 0.0):.1f}" for role in (*ROLES, "total"))
+    service = ", ".join(f"{role} {pct.get(role, 0.0):.1f}" for role in (*ROLES, "total"))
+    backends = ", ".join(f"{role} {pct.get(role, 0.0):.1f}" for role in BACKENDS)
+    return f"{service} (outside the service: {backends}; the machine's 1-minute load average {pct.get('load', 0):.1f} " \
+           f"on {os.cpu_count()} cores)"
 
 
 def write(out: Path, tabs: list[Table], command: str, took: float) -> None:
