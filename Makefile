@@ -46,7 +46,7 @@ fuzz: install
 bench: install
 	$(PY) -m bench
 
-# One service with 1,000 OAuth servers (about 10 GB of RAM and 15 minutes); writes its own section of docs/benchmarks.md.
+# One service with 1,000 OAuth servers (about 10 GB of RAM, 6–15 minutes); writes its own section of docs/benchmarks.md.
 bench-1000: install
 	$(PY) -m bench.thousand
 
