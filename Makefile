@@ -6,7 +6,7 @@ WEBUI   := mcpproxy/webui_dist/index.html
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST  := $(VENV)/bin/pytest -p no:cacheprovider
 
-.PHONY: install run test lint unit e2e fuzz bench demo chromium keyring clean
+.PHONY: install run test lint unit e2e fuzz bench bench-1000 demo chromium keyring clean
 
 install: $(STAMP) $(WEBUI)
 
@@ -51,6 +51,10 @@ fuzz: install
 
 bench: install
 	$(PY) -m bench
+
+# One service with 1,000 OAuth servers (about 10 GB of RAM, 6–15 minutes); writes its own section of docs/benchmarks.md.
+bench-1000: install
+	$(PY) -m bench.thousand
 
 demo: install
 	$(PY) -m tests.demo

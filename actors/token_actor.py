@@ -79,7 +79,7 @@ class TokenActor(GuardedActor):
 
     def _load(self, reason: str) -> core.Loaded:
         try:
-            return core.Loaded(self._open_store().get_token(self.name), reason=reason)
+            return core.Loaded(self._open_store().get_token(self.name), reason=reason, spread=random.random())
         except RecordError as e:
             return core.Loaded(None, str(e), unreadable=True, reason=reason)
         except StoreError as e:
@@ -131,7 +131,7 @@ class TokenActor(GuardedActor):
             self._feed(payload)
 
     def receiveMsg_ClockJump(self, msg: ClockJump, sender: Any) -> None:
-        self._feed(core.ClockJumped())
+        self._feed(core.ClockJumped(random.random()))
 
     def receiveMsg_WorkDone(self, msg: WorkDone, sender: Any) -> None:
         self._feed(core.WorkFinished(msg.request_id, msg.generation, msg.result, msg.started_at, random.random()))

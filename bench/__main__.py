@@ -21,7 +21,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import aggregate, logout, memory, overhead, refresh, sse, startup
+from bench import aggregate, logout, memory, overhead, refresh, sse, startup, thousand
 from bench.fleet import shared_backends
 from bench.stats import Table
 
@@ -93,7 +93,7 @@ def run_logout(sizes: list[int], quick: bool) -> list[Table]:
 def run_passthrough(sizes: list[int], quick: bool) -> list[Table]:
     if not (ROOT / "bench" / "passthrough.py").exists():
         return [overhead.table([], error="bench/passthrough.py is not in this tree yet")]
-    return [overhead.table([overhead.measure(n, 20 if quick else 300) for n in (sizes if quick else [1, *sizes])])]
+    return [overhead.table([overhead.measure(n, 20 if quick else 400) for n in (sizes if quick else [1, *sizes])])]
 
 
 def run_aggregate(sizes: list[int], quick: bool) -> list[Table]:
@@ -105,7 +105,7 @@ RUNNERS: dict[str, tuple[str, str, Callable[[list[int], bool], list[Table]]]] = 
     "memory": ("Memory", "≤ 5 MB PSS per server", run_memory),
     "startup": ("Startup to ready", "≤ 5 s at 100", run_startup),
     "logout": ("Logout latency", "p99 ≤ 50 ms", run_logout),
-    "passthrough": ("Pass-through overhead", "median ≤ 2 ms", run_passthrough),
+    "passthrough": ("Pass-through overhead", "added median ≤ 1.5 ms, p99 ≤ 4 ms", run_passthrough),
     "aggregate": ("Aggregated /mcp overhead", "median ≤ 2 ms", run_aggregate),
 }
 
@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_absolute():
         out = Path.cwd() / out
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(tables, command, took))
+    kept = ""  # the 1,000-server section (make bench-1000) is kept as it was
+    if out.exists() and thousand.BEGIN in (old := out.read_text()) and thousand.END in old:
+        kept = "\n" + thousand.BEGIN + old.split(thousand.BEGIN, 1)[1].split(thousand.END, 1)[0] + thousand.END + "\n"
+    out.write_text(render(tables, command, took) + kept)
     missed = [t.title for t in tables if t.met is False]
     print(f"\nwrote {out} in {took / 60:.1f} min; " + (f"MISSED: {'; '.join(missed)}" if missed else "every target met"))
     return 0

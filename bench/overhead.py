@@ -12,23 +12,21 @@ import importlib
 import statistics
 from dataclasses import dataclass, field
 
+import psutil
+
 from bench.fleet import fleet
 from bench.stats import Summary, Table, ms
 from tests.mcpserver.control import obtain_token
 
-TARGET = 0.002
+TARGET = 0.0015
+TARGET_P99 = 0.004
 WHEN_MISSED = (
-    "Where the time goes: the added ~4.5 ms is constant across fleet sizes, so it is per-call work, not "
-    "contention. About 2.3 ms is the GetToken ask — a hop into the gateway's thread pool, then the "
-    "message routed external → admin → Supervisor → TokenActor and back through Thespian's "
-    "multiprocessing queues (a bare ask to a top-level actor costs ~0.5 ms; reusing the private context "
-    "saves only 0.08 ms, measured). The rest is the relay itself: parsing the client's request, a pooled "
-    "upstream request, and relaying the SSE answer chunk by chunk. Found and fixed on the way: the test "
-    "MCP server's sockets lacked TCP_NODELAY (a ~40 ms delayed-ACK stall per call) and the relay closed "
-    "every upstream connection instead of returning it to the pool (~45 ms → ~5 ms). What would reach 2 "
-    "ms: let the gateway keep the token until shortly before it expires, invalidated by the "
-    "token_refreshed/logout events it already receives — the brief allowed no caching beyond one request "
-    "today, so that is a contract decision, not a bug fix."
+    "Where the time goes: since issue 13 the token comes from the gateway's lease (docs/architecture.md "
+    "'Token lease'), so no call asks a TokenActor (that ask was ~2.3 ms: a thread-pool hop and a message routed "
+    "external → admin → Supervisor → TokenActor and back through Thespian's queues). What is left is the relay: "
+    "aiohttp parsing the client's request, a pooled upstream request, and the SSE answer relayed chunk by chunk, "
+    "in one more process than a direct call — on a loaded machine each process hop waits for a core, which the "
+    "'service CPU ms/call' column (load-independent) separates from the waiting."
 )
 
 
@@ -37,6 +35,20 @@ class OverheadRun:
     n: int
     proxied: list[float] = field(default_factory=list)  # seconds
     direct: list[float] = field(default_factory=list)
+    cpu_per_call: float = float("nan")  # CPU seconds every service process spent per proxied call
+
+
+def service_cpu(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes so far: unlike latency, it does not grow with the load
+    other programs put on the machine."""
+    total = 0.0
+    for pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
 
 
 def measure(n: int, calls: int) -> OverheadRun:
@@ -45,8 +57,12 @@ def measure(n: int, calls: int) -> OverheadRun:
     with fleet(n) as f:
         f.login_all(f.names[:1])
         token = obtain_token(f.auth.base_url, f.mcp.url, "mcp:read")["access_token"]
+        pids = f.svc.pids()
+        cpu = service_cpu(pids)
         proxied, direct = asyncio.run(passthrough.measure(f"{f.svc.base_url}/mcp/{f.names[0]}", f.mcp.url,
                                                           token, calls))
+        # The direct calls leave the service idle: its CPU meanwhile is the proxied calls' (and warm-up's).
+        run.cpu_per_call = (service_cpu(pids) - cpu) / (len(proxied) + passthrough.WARMUP)
     run.proxied = [v / 1000 for v in proxied]  # bench/passthrough.py reports milliseconds
     run.direct = [v / 1000 for v in direct]
     return run
@@ -55,16 +71,17 @@ def measure(n: int, calls: int) -> OverheadRun:
 def table(runs: list[OverheadRun], error: str | None = None) -> Table:
     t = Table(
         title="Pass-through overhead per MCP tool call (echo via /mcp/{name} − direct)",
-        target="median ≤ 2 ms",
+        target="added median ≤ 1.5 ms, p99 ≤ 4 ms",
         headers=["servers", "calls each way", "direct p50 ms", "proxied p50 ms", "added p50 ms",
-                 "direct p99 ms", "proxied p99 ms"],
+                 "direct p99 ms", "proxied p99 ms", "added p99 ms", "service CPU ms/call"],
     )
     verdicts = []
     for r in runs:
         d, p = Summary.of(r.direct), Summary.of(r.proxied)
         added = statistics.median(r.proxied) - statistics.median(r.direct)
-        t.rows.append([str(r.n), str(d.n), ms(d.p50), ms(p.p50), ms(added), ms(d.p99), ms(p.p99)])
-        verdicts.append(added <= TARGET)
+        t.rows.append([str(r.n), str(d.n), ms(d.p50), ms(p.p50), ms(added), ms(d.p99), ms(p.p99),
+                       ms(p.p99 - d.p99), ms(r.cpu_per_call)])
+        verdicts.append(added <= TARGET and p.p99 - d.p99 <= TARGET_P99)
     t.met = all(verdicts) if verdicts else None
     if t.met is False:
         t.notes.append(WHEN_MISSED)

@@ -18,6 +18,8 @@ RETRY_AFTER_CAP = 600.0
 MAX_PROTOCOL_ATTEMPTS = 5
 #: A worker that has not answered by then is presumed lost; the refresh is retried.
 WORK_DEADLINE = 45.0
+#: Refreshes found overdue at a start or a wake are spread over this many seconds, not sent in one burst.
+OVERDUE_SPREAD = 2.0
 #: A failing streak is told (one `oauth.refresh_failed` with `will_retry: true`) after this many attempts.
 STREAK_TOLD_AFTER = 3
 
@@ -27,6 +29,11 @@ def refresh_due_at(issued_at: float, expires_at: float | None, threshold: float)
     if expires_at is None or threshold >= 1.0:
         return None
     return issued_at + threshold * max(0.0, expires_at - issued_at)
+
+
+def overdue_delay(u: float) -> float:
+    """How long a refresh found overdue at a start or a wake waits: a share u (a draw from [0, 1)) of OVERDUE_SPREAD."""
+    return OVERDUE_SPREAD * min(max(u, 0.0), 1.0)
 
 
 def backoff_ceiling(attempt: int) -> float:

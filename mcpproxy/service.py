@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from mcpproxy.store import ensure_private_dir
 
 if TYPE_CHECKING:
     from mcpproxy.gateway.bridge import ActorBridge
+    from mcpproxy.gateway.lease import Leases
     from mcpproxy.gateway.shared import ConfigRef
 
 log = logging.getLogger("mcpproxy")
@@ -114,6 +116,8 @@ def _notify_systemd(state: str) -> None:
         s.sendall(state.encode())
 
 
+START_TIMEOUT = 60.0
+START_PER_SERVER = 0.25
 WATCH_EVERY = 1.0
 RELOAD_TIMEOUT = 30.0
 
@@ -133,9 +137,11 @@ class ConfigReloader:
     and api_key only change on a restart.
     """
 
-    def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None]) -> None:
+    def __init__(self, ref: ConfigRef, bridge: ActorBridge, overrides: dict[str, str | None],
+                 leases: Leases | None = None) -> None:
         self.ref = ref
         self.bridge = bridge
+        self.leases = leases
         self.overrides = overrides
         self.path = ref.current.path
         self.seen = _file_id(self.path) if self.path else None
@@ -182,6 +188,9 @@ class ConfigReloader:
                           reason, type(answer).__name__)
                 return False
             self.bridge.actors = dict(answer.actors)
+            if self.leases is not None:
+                for name in (*answer.added, *answer.removed, *answer.changed):
+                    self.leases.cut(name)  # its URL, its enabling or its actor may have changed
             self.ref.current = new
             self.reloads += 1
             for hook in self.on_applied:
@@ -237,6 +246,33 @@ class ConfigReloader:
                 pass
 
 
+#: Descriptors each actor process costs the parent that routes for it (its queue's pipe ends and semaphore,
+#: measured with multiprocQueueBase: about 4), plus the gateway's sockets and LMDB's files.
+FDS_PER_SERVER = 4
+FDS_BASE = 1024
+
+
+def raise_open_files(servers: int) -> None:
+    """Raises the soft RLIMIT_NOFILE to the hard limit when it is below it (1,000 servers need ~4,000
+    descriptors in the Supervisor alone; a 1,024 soft limit is common), before anything forks, and says so."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = FDS_BASE + FDS_PER_SERVER * servers
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            log.info("raised the open-file limit from %d to %d (the hard limit)", soft, hard)
+            soft = hard
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-file limit from %d: %s", soft, e)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("the open-file limit is %d, and %d servers may need about %d: raise it (ulimit -n, or "
+                    "LimitNOFILE= in the service unit)", soft, servers, wanted)
+
+
 def _announce(config: Config, api_key: str) -> None:
     """The user's own terminal gets the Web UI URL with its key; a log (journal, file) never does."""
     if sys.stderr.isatty():
@@ -264,6 +300,7 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
     for warning in config.warnings:
         log.warning("config: %s", warning)
 
+    raise_open_files(sum(1 for s in config.servers if s.is_oauth and s.enabled))
     asys = start_actor_system(config, log_conf)
     # The gateway (and the MCP SDK under it) is imported after the actors are forked: they never need it.
     from mcpproxy.gateway.app import create_app
@@ -272,7 +309,10 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
     try:
-        sup, started = start_supervisor(asys, config, data_key=data_key)
+        # The Supervisor answers once it has forked every actor: ~12 ms each on a quiet machine, far more on a busy one.
+        oauth_servers = sum(1 for s in config.servers if s.is_oauth and s.enabled)
+        sup, started = start_supervisor(asys, config, data_key=data_key,
+                                        timeout=START_TIMEOUT + START_PER_SERVER * oauth_servers)
         if started.store_note:
             log.error("store: %s", started.store_note)
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
@@ -281,9 +321,10 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
 
         app[AT_REST] = data_key.source
         from mcpproxy.gateway.app import QuietAccessLogger
+        from mcpproxy.gateway.lease import LEASES
         from mcpproxy.gateway.shared import CONFIG
 
-        reloader = ConfigReloader(app[CONFIG], bridge, overrides or {})
+        reloader = ConfigReloader(app[CONFIG], bridge, overrides or {}, app[LEASES])
         from mcpproxy.gateway.upstreams import apply_config
 
         reloader.on_applied.append(lambda new: apply_config(app, new))
@@ -324,3 +365,23 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
         if bridge is not None:
             bridge.close()
         asys.shutdown()
+        reap_children(SHUTDOWN_WAIT)
+
+
+SHUTDOWN_WAIT = 60.0
+
+
+def reap_children(timeout: float) -> None:
+    """Thespian's shutdown returns before every actor process has gone (measured: hundreds still exiting at 1,000
+    servers); as their subreaper we wait for them, so `serve` leaves no process behind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        if pid == 0:
+            if time.monotonic() >= deadline:
+                log.warning("actor processes were still running %.0f s after the actor system stopped", timeout)
+                return
+            time.sleep(0.02)

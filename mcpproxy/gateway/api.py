@@ -22,6 +22,7 @@ from actors.messages import (
 )
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
+from mcpproxy.gateway.lease import LEASES, cutting
 from mcpproxy.gateway.shared import (
     AT_REST,
     BRIDGE,
@@ -155,8 +156,8 @@ async def login(request: web.Request) -> web.Response:
     if fixed:  # the provider accepts one redirect URI only: listen there for the length of this login
         await redirects.open(request.app, fixed)
     try:
-        answer = await request.app[BRIDGE].ask_server(srv.name, StartLogin(fixed or config.redirect_uri,
-                                                                           open_browser), LOGIN_TIMEOUT)
+        answer = await cutting(request.app, srv.name, request.app[BRIDGE].ask_server(
+            srv.name, StartLogin(fixed or config.redirect_uri, open_browser), LOGIN_TIMEOUT))
         _raise_failure(answer)
     except BaseException:
         if fixed:
@@ -178,7 +179,8 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     srv = _oauth_server(request)
-    answer = await request.app[BRIDGE].ask_server(srv.name, Logout("user"))
+    # The lease is cut before the ask and after its answer, before ours: no request after it uses the old token.
+    answer = await cutting(request.app, srv.name, request.app[BRIDGE].ask_server(srv.name, Logout("user")))
     _raise_failure(answer)
     assert isinstance(answer, LoggedOut)
     return ok({"server": srv.name, "action": "logout", "revoked": answer.revoked})
@@ -190,7 +192,7 @@ async def logout_all(request: web.Request) -> web.Response:
 
     async def one(name: str) -> dict[str, Any]:
         try:
-            answer = await bridge.ask_server(name, Logout("user"))
+            answer = await cutting(request.app, name, bridge.ask_server(name, Logout("user")))
         except Exception as e:  # noqa: BLE001 — one server's failure must not hide the others'
             return {"server": name, "action": "logout", "success": False, "error": str(e)}
         if isinstance(answer, Failure):
@@ -205,6 +207,7 @@ async def logout_all(request: web.Request) -> web.Response:
 async def refresh(request: web.Request) -> web.Response:
     srv = _oauth_server(request)
     answer = await request.app[BRIDGE].ask_server(srv.name, RefreshNow(), REFRESH_TIMEOUT)
+    request.app[LEASES].drop(srv.name)  # the new token's event may come after our answer
     _raise_failure(answer)
     assert isinstance(answer, Refreshed)
     return ok({"server": srv.name, "token_expires_at": answer.token_expires_at})

@@ -19,6 +19,7 @@ from mcpproxy.gateway import aggregate, api, callback, events, metrics, openapi,
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
 from mcpproxy.gateway.callback import CLOSE_CSP
 from mcpproxy.gateway.fanout import EventFanout
+from mcpproxy.gateway.lease import LEASES, Leases
 from mcpproxy.gateway.redirect_listener import RedirectListeners
 from mcpproxy.gateway.shared import (
     API_KEY,
@@ -225,6 +226,7 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
     app[STARTED] = time.time()
     app[LOGINS] = {}
     app[REDIRECTS] = RedirectListeners(api.LOGIN_ROUTE_TTL, secure_headers)
+    app[LEASES] = Leases()
     app.add_routes([
         web.get("/healthz", api.healthz),
         web.get("/readyz", api.readyz),
@@ -254,12 +256,13 @@ def create_app(config: Config, bridge: ActorBridge, api_key: str) -> web.Applica
 
 
 async def _start_listener(app: web.Application) -> None:
-    publish = app[FANOUT].publish
+    leases, fanout = app[LEASES], app[FANOUT]
     upstreams = app[UPSTREAMS]
     assert isinstance(upstreams, Upstreams)
 
     def on_event(msg: Published) -> None:
-        publish(msg)
+        leases.on_event(msg)  # first: an SSE client that reacts to the event must find the lease gone
+        fanout.publish(msg)
         if msg.name == "servers.changed":
             upstreams.on_status(msg.payload)  # a login or logout moves that server into or out of /mcp
 

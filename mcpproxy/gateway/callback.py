@@ -10,6 +10,7 @@ import re
 from aiohttp import web
 
 from actors.messages import CompleteLogin, Failure, LoginCompleted
+from mcpproxy.gateway.lease import cutting
 from mcpproxy.gateway.shared import BRIDGE, LOGINS, OTHER_CSP
 from mcpproxy.oauth.errors import clean_server_text
 
@@ -67,7 +68,7 @@ async def handler(request: web.Request) -> web.Response:
     error, description = authorization_error(q.get("error"), q.get("error_description"))
     msg = CompleteLogin(state=state, code=q.get("code", ""), iss=q.get("iss"), error=error,
                         error_description=description)
-    answer = await request.app[BRIDGE].ask_server(name, msg, EXCHANGE_TIMEOUT)
+    answer = await cutting(request.app, name, request.app[BRIDGE].ask_server(name, msg, EXCHANGE_TIMEOUT))
     if isinstance(answer, LoginCompleted):
         return page("Logged in", f"mcpproxy is now logged in to '{name}' and keeps the session fresh. "
                     "You can close this tab.", True)

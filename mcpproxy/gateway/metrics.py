@@ -8,6 +8,7 @@ from collections import Counter
 
 from aiohttp import web
 
+from mcpproxy.gateway.lease import LEASES
 from mcpproxy.gateway.shared import BRIDGE, CONFIG, FANOUT, STARTED
 from mcpproxy.status import OAUTH_STATUSES, static_status
 
@@ -42,6 +43,12 @@ async def handler(request: web.Request) -> web.Response:
         f"mcpproxy_servers {len(statuses)}",
         "# HELP mcpproxy_sse_clients Connected SSE clients.", "# TYPE mcpproxy_sse_clients gauge",
         f"mcpproxy_sse_clients {len(request.app[FANOUT].clients)}",
+        "# HELP mcpproxy_token_lease_hits_total Pass-through requests served from the gateway's token lease.",
+        "# TYPE mcpproxy_token_lease_hits_total counter",
+        f"mcpproxy_token_lease_hits_total {request.app[LEASES].hits}",
+        "# HELP mcpproxy_token_asks_total Token asks the gateway sent to TokenActors (no lease held).",
+        "# TYPE mcpproxy_token_asks_total counter",
+        f"mcpproxy_token_asks_total {request.app[LEASES].asks}",
         "# HELP mcpproxy_uptime_seconds Seconds since the gateway started.", "# TYPE mcpproxy_uptime_seconds gauge",
         f"mcpproxy_uptime_seconds {time.time() - request.app[STARTED]:.1f}",
     ]

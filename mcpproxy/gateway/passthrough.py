@@ -1,7 +1,7 @@
 """`/mcp/{name}`: the MCP Streamable HTTP pass-through (docs/architecture.md "Pass-through") — MCP clients never meet OAuth.
 
-Each request asks the server's TokenActor for the current token (kept for this request only),
-drops what the client sent for credentials, and relays the answer — JSON and `text/event-stream` alike —
+Each request takes the server's current token from the gateway's lease (mcpproxy/gateway/lease.py; its
+TokenActor is asked only when there is none), drops what the client sent for credentials, and relays the answer — JSON and `text/event-stream` alike —
 chunk by chunk as it arrives, so that no answer's size grows the gateway. An upstream 401 is reported
 to the actor (single-flight refresh) and the request is replayed once.
 """
@@ -11,22 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from actors.messages import (
-    Failure,
-    GetToken,
-    ScopeRequired,
-    TokenAnswer,
-    TokenRefused,
-    TokenRejected,
-)
-from mcpproxy import policy
+from actors.messages import Failure, ScopeRequired, TokenAnswer
+from mcpproxy.gateway import lease
 from mcpproxy.gateway.bridge import ActorUnavailable
 from mcpproxy.gateway.shared import BRIDGE, CONFIG, printable
 from mcpproxy.oauth.challenge import insufficient_scope
@@ -38,8 +30,6 @@ STREAMS = web.AppKey("mcp_streams", set)  # upstream answers being relayed; clos
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 300.0  # a tool may think for minutes between two bytes of its answer
-#: GetToken waits for a refresh in flight, which the actor gives up on after WORK_DEADLINE.
-TOKEN_TIMEOUT = policy.WORK_DEADLINE + 5.0
 ASK_TIMEOUT = 10.0
 #: While an answer stream is idle, how often to look whether the client is still there.
 LIVENESS_CHECK = 5.0
@@ -141,21 +131,17 @@ async def _read_body(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
-async def ask_token(app: web.Application, name: str, msg: Any) -> Any:
-    """A server's current token (TokenAnswer) or why there is none (Failure), for one upstream request: the one
-    way to a token for the pass-through and the aggregated /mcp alike (mcpproxy/gateway/upstreams.py)."""
-    return await app[BRIDGE].ask_server(name, msg, TOKEN_TIMEOUT)
+async def token_for(app: web.Application, name: str) -> TokenAnswer | web.Response:
+    """The server's current token (lease.current_token), or the JSON-RPC error an MCP client is shown."""
+    return _rendered(name, await lease.current_token(app, name))
 
 
-async def _token(request: web.Request, name: str, msg: Any) -> TokenAnswer | web.Response:
-    answer = await ask_token(request.app, name, msg)
+def _rendered(name: str, answer: TokenAnswer | Failure) -> TokenAnswer | web.Response:
     if isinstance(answer, TokenAnswer):
         return answer
-    if isinstance(answer, Failure):
-        if answer.needs_login:
-            return login_needed(name)
-        return rpc_error(502, PROXY_ERROR, f"server '{name}': no usable token — {answer.message}", name, answer.kind)
-    return rpc_error(502, PROXY_ERROR, f"server '{name}': unexpected answer from its token actor", name, "internal")
+    if answer.needs_login:
+        return login_needed(name)
+    return rpc_error(502, PROXY_ERROR, f"server '{name}': no usable token — {answer.message}", name, answer.kind)
 
 
 async def _proxy(request: web.Request, name: str, url: str, oauth: bool, body: bytes) -> web.StreamResponse:
@@ -170,7 +156,7 @@ async def _proxy(request: web.Request, name: str, url: str, oauth: bool, body: b
 
     token: TokenAnswer | None = None
     if oauth:
-        got = await _token(request, name, GetToken())
+        got = await token_for(request.app, name)
         if isinstance(got, web.Response):
             return got
         token = got
@@ -178,7 +164,7 @@ async def _proxy(request: web.Request, name: str, url: str, oauth: bool, body: b
         upstream = await _send(request, target, headers, body, token)
         if token is not None and upstream.status == 401:
             await _discard(upstream)
-            got = await _token(request, name, TokenRejected(token.generation))
+            got = _rendered(name, await lease.rejected_token(request.app, name, token))
             if isinstance(got, web.Response):
                 return got
             token = got
@@ -186,7 +172,7 @@ async def _proxy(request: web.Request, name: str, url: str, oauth: bool, body: b
             upstream = await _send(request, target, headers, body, token)
             if upstream.status == 401:
                 await _discard(upstream)
-                await bridge.ask_server(name, TokenRefused(token.generation), ASK_TIMEOUT)
+                await lease.refused_token(request.app, name, token)
                 log.warning("server=%s upstream refused a fresh token too", name)
                 return login_needed(name)
         if token is not None and upstream.status == 403:

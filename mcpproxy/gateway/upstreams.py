@@ -4,8 +4,8 @@ union of their tools that the aggregated `/mcp` serves.
 
 A stdio server's supervision rules are the pure core in `mcpproxy/stdio/supervision.py`; `StdioUpstream` only
 carries its effects out (spawn through the SDK's stdio transport, kill, timers, reports). An HTTP server's token
-comes from `passthrough.ask_token`, the pass-through's own way to it, per request; an upstream 401 makes the
-TokenActor refresh and the request is replayed once, as the pass-through does.
+comes from the gateway's lease (`lease.current_token`), exactly as the pass-through's does; an upstream 401
+makes the TokenActor refresh and the request is replayed once, as the pass-through does.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -26,17 +26,10 @@ from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from actors.messages import (
-    Failure,
-    GetToken,
-    TokenAnswer,
-    TokenRefused,
-    TokenRejected,
-    UpstreamStatus,
-)
+from actors.messages import Failure, TokenAnswer, UpstreamStatus
 from mcpproxy.config import Config, ServerConfig
+from mcpproxy.gateway import lease
 from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
-from mcpproxy.gateway.passthrough import ask_token
 from mcpproxy.gateway.shared import printable
 from mcpproxy.stdio import supervision as sv
 from mcpproxy.stdio.launch import PID_LINE, child_env, launcher_argv
@@ -345,32 +338,31 @@ class TokenAuth(httpx2.Auth):
     def __init__(self, upstream: HttpUpstream) -> None:
         self.upstream = upstream
 
-    async def _token(self, msg: Any) -> TokenAnswer:
+    async def _token(self, ask: Awaitable[TokenAnswer | Failure]) -> TokenAnswer:
         up = self.upstream
         try:
-            answer = await ask_token(up.owner.app, up.name, msg)
+            answer = await ask
         except ActorUnavailable as e:
             raise httpx2.RequestError(f"server '{up.name}': its token actor is unavailable ({e})") from None
         if isinstance(answer, TokenAnswer):
             return answer
-        if isinstance(answer, Failure):
-            up.needs_login = bool(answer.needs_login)
-            raise httpx2.RequestError(f"server '{up.name}': no usable token ({answer.kind})")
-        raise httpx2.RequestError(f"server '{up.name}': unexpected answer from its token actor")
+        up.needs_login = bool(answer.needs_login)
+        raise httpx2.RequestError(f"server '{up.name}': no usable token ({answer.kind})")
 
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        token = await self._token(GetToken())
+        app, name = self.upstream.owner.app, self.upstream.name
+        token = await self._token(lease.current_token(app, name))
         request.headers["Authorization"] = f"Bearer {token.access_token}"
         response = yield request
         if response.status_code != 401:
             return
-        token = await self._token(TokenRejected(token.generation))
-        log.info("server=%s upstream refused the token; replaying with a fresh one", self.upstream.name)
+        token = await self._token(lease.rejected_token(app, name, token))
+        log.info("server=%s upstream refused the token; replaying with a fresh one", name)
         request.headers["Authorization"] = f"Bearer {token.access_token}"
         response = yield request
         if response.status_code == 401:
-            await ask_token(self.upstream.owner.app, self.upstream.name, TokenRefused(token.generation))
-            log.warning("server=%s upstream refused a fresh token too", self.upstream.name)
+            await lease.refused_token(app, name, token)
+            log.warning("server=%s upstream refused a fresh token too", name)
 
 
 class HttpUpstream(Upstream):

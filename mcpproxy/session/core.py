@@ -112,6 +112,7 @@ class Session:
     generation: int = 0
     rt: Runtime = field(default_factory=Runtime)
     retry_at: float | None = None
+    spread_at: float | None = None  # an overdue refresh found at a start or a wake waits until then
     protocol_attempts: int = 0
     confirm_attempts: int = 0  # refusals in a row that count only once confirmed (OAuthError.confirm)
     timer_seq: int = 0
@@ -258,21 +259,43 @@ class _Step:
         s = self.s
         if s.inflight is not None:
             return None
-        if s.rt.refresh_state == "retrying":
-            return s.retry_at
-        return self.due_at()
+        point = s.retry_at if s.rt.refresh_state == "retrying" else self.due_at()
+        if point is not None and s.spread_at is not None:
+            point = max(point, s.spread_at)
+        return point
+
+    def spread_overdue(self, draw: float) -> None:
+        """At a start or a wake, a refresh already overdue waits a drawn share of OVERDUE_SPREAD: a fleet's
+        overdue refreshes come spread over it, not as one burst. Steady-state points are left as they are."""
+        s = self.s
+        if s.inflight is not None or s.token is None or (s.spread_at is not None and s.spread_at > self.now):
+            return
+        point = s.retry_at if s.rt.refresh_state == "retrying" else self.due_at()
+        if point is not None and point <= self.now:
+            s.spread_at = self.now + policy.overdue_delay(draw)
+
+    def spread_passed(self) -> bool:
+        return self.s.spread_at is None or self.now >= self.s.spread_at
+
+    def lease_end(self) -> float | None:
+        """Until when an asker may keep the access token: its next refresh point, else shortly before expiry."""
+        rec = self.s.token
+        ends = [p for p in (self.next_refresh_at(),) if p is not None]
+        if rec is not None and rec.expires_at is not None:
+            ends.append(rec.expires_at - min(EXPIRY_MARGIN, EXPIRY_MARGIN_SHARE * max(0.0, rec.expires_at - rec.issued_at)))
+        return min(ends) if ends else None
 
     def start_due_refresh(self) -> None:
         s = self.s
         if s.inflight is not None or s.token is None:
             return
         if s.rt.refresh_state == "retrying":
-            if s.retry_at is not None and self.now >= s.retry_at:
+            if s.retry_at is not None and self.now >= s.retry_at and self.spread_passed():
                 self.start_refresh("retry")
             return
         due = self.due_at()
         if due is not None:
-            if self.now >= due:
+            if self.now >= due and self.spread_passed():
                 self.start_refresh("scheduled", due=due)
             else:
                 self.rt(refresh_state="scheduled")
@@ -331,6 +354,7 @@ class _Step:
         if s.inflight is not None or rec is None or not rec.refresh_token or s.rt.failed:
             return
         self.rt(refresh_state="refreshing")
+        s.spread_at = None
         # Everything from the record: a refresh never needs discovery, not even after a restart.
         op = Refresh(rec.token_endpoint or "", rec.refresh_token, rec.client_id or "", rec.client_secret,
                      rec.resource, rec.scopes or None, rec.auth_method)
@@ -448,7 +472,7 @@ class _Step:
             self.fail(asker, "login_required", f"server '{s.name}' has no valid token — log in: {self.login_hint()}",
                       needs_login=True)
         else:
-            self.reply(asker, TokenAnswer(s.name, token, s.generation))
+            self.reply(asker, TokenAnswer(s.name, token, s.generation, self.lease_end()))
 
     def probe(self) -> None:
         s = self.s
@@ -567,6 +591,7 @@ def restored(server: ServerConfig, threshold: float, redirect_uri: str, loaded: 
 
 def _loaded(t: _Step, ev: Loaded) -> None:
     _restore(t, ev)
+    t.spread_overdue(ev.spread)
     t.evaluate(ev.reason)
 
 
@@ -629,6 +654,7 @@ def _deadline(t: _Step, ev: Deadline) -> None:
 
 
 def _clock_jumped(t: _Step, ev: ClockJumped) -> None:
+    t.spread_overdue(ev.spread)
     t.evaluate("wake")
 
 
@@ -794,6 +820,7 @@ def _code_returned(t: _Step, ev: CodeReturned) -> None:
     s.generation += 1
     s.inflight = None
     s.retry_at = None
+    s.spread_at = None
     t.rt(refresh_state="idle")
     meta = s.discovery.metadata
     op = Exchange(meta.token_endpoint, ev.code, login.verifier, login.client_id, login.client_secret,
@@ -807,6 +834,7 @@ def _logout_wanted(t: _Step, ev: LogoutWanted) -> None:
     s.generation += 1  # everything in flight is now stale
     s.inflight = None
     s.retry_at = None
+    s.spread_at = None
     s.logins.clear()
     waiters, s.waiters = s.waiters, []
     # Scopes a server asked for stay wanted: the next login requests them.

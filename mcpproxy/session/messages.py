@@ -27,9 +27,14 @@ class Failure:
 
 @dataclass(frozen=True)
 class TokenAnswer:
+    """The current access token, its generation, and until when an asker may keep it (wall clock): the token's
+    next refresh point, or shortly before its expiry when it has none; None when neither is known. The gateway's
+    lease ends there even if no announcement reaches it (docs/architecture.md "Token lease")."""
+
     server: str
     access_token: str = field(repr=False)
     generation: int = 0
+    refresh_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class Loaded:
     problem: str | None = None
     unreadable: bool = False  # this record alone is bad: it is replaced by an empty one
     reason: str = "start"
+    spread: float = 0.0  # a draw from [0, 1): how far into policy.OVERDUE_SPREAD an overdue refresh waits
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class Deadline:
 @dataclass(frozen=True)
 class ClockJumped:
     """The machine slept: timers are checked against the wall clock again."""
+
+    spread: float = 0.0  # as Loaded's: an overdue refresh waits this share of policy.OVERDUE_SPREAD
 
 
 @dataclass(frozen=True)

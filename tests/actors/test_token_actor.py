@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from mcpproxy import policy
+from tests.faults import oauth_servers, server_of, wait_all
 from tests.harness import open_store, wait_until
 
 
@@ -129,7 +131,7 @@ def test_refresh_now(service, auth_server):
     assert service.status("demo")["refresh_count"] == 1
 
 
-def test_restart_keeps_tokens_and_refreshes_overdue_ones_at_once(service, auth_server):
+def test_restart_keeps_tokens_and_refreshes_overdue_ones_within_the_spread(service, auth_server):
     auth_server.set_config(access_ttl=4)
     service.login("demo")
     service.stop()
@@ -139,6 +141,36 @@ def test_restart_keeps_tokens_and_refreshes_overdue_ones_at_once(service, auth_s
     assert st["oauth_status"] in ("authenticated", "expired") and st["user_logged_out"] is False
     st = service.wait_status("demo", lambda s: s["refresh_count"] >= 1, 5, "the overdue refresh")
     assert st["oauth_status"] == "authenticated"
+
+
+SPREAD_SERVERS = 10
+SLACK = 3.0  # a loaded machine's start-up of the actors and the refresh's trip to the AS
+
+
+def test_overdue_refreshes_at_a_start_are_spread_not_a_burst(service_factory, mcp_server, auth_server):
+    """Ten tokens overdue at a start: their refreshes reach the AS spread over up to OVERDUE_SPREAD, all done
+    within it (plus slack) — not ten at one instant (docs/architecture.md "Refresh policy")."""
+    names = [f"o{i}" for i in range(SPREAD_SERVERS)]
+    auth_server.set_config(access_ttl=3)
+    svc = service_factory(oauth_servers(mcp_server.url, names))
+    for name in names:
+        svc.login(name)
+    svc.stop()
+    time.sleep(2.6)  # every token past its 80 % mark (2.4 s) while the service is down
+    auth_server.reset_counters()
+    svc.start()
+    ready = time.time()
+    wait_all(svc, names, lambda s: s["refresh_count"] >= 1, 15, "every overdue refresh")
+    first: dict[str, float] = {}
+    for entry in auth_server.counters()["refresh_log"]:
+        name = server_of(entry["resource"])
+        if entry["result"] == "ok" and name in names:
+            first.setdefault(name, entry["at"])
+    times = sorted(first.values())
+    assert len(times) == SPREAD_SERVERS, first
+    assert times[-1] - times[0] >= 0.5, times  # ten draws over 2 s: a burst would be a few ms wide
+    assert max(sum(1 for t in times if u <= t < u + 0.25) for u in times) <= 7, times
+    assert times[-1] <= ready + policy.OVERDUE_SPREAD + SLACK, (times[-1] - ready, times)
 
 
 def test_a_corrupted_record_needs_login_and_leaves_others_alone(service_factory, mcp_server, auth_server):

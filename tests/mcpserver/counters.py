@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +32,14 @@ class Counters:
     seen: set[str] = field(default_factory=set)
     authorized_seen: set[str] = field(default_factory=set)
     last_authorized: str | None = None
+    #: (arrival time, fingerprint) of the latest requests that carried a token: which token came when.
+    token_log: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=20000))
 
     def record(self, outcome: str, fingerprint: str | None) -> None:
         self.outcomes[outcome] += 1
         if fingerprint is None:
             return
+        self.token_log.append((time.time(), fingerprint))
         self.seen.add(fingerprint)
         if outcome == "authorized":
             self.authorized_seen.add(fingerprint)
@@ -48,6 +53,7 @@ class Counters:
             "tokens_seen": len(self.seen),
             "tokens_authorized": len(self.authorized_seen),
             "last_authorized_token": self.last_authorized,
+            "token_log": list(self.token_log),
         }
 
     def reset(self) -> None:
@@ -57,3 +63,4 @@ class Counters:
         self.seen.clear()
         self.authorized_seen.clear()
         self.last_authorized = None
+        self.token_log.clear()

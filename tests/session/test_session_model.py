@@ -68,6 +68,7 @@ class SessionModel(RuleBasedStateMachine):
         self.failed_for_good = False  # a permanent failure happened and no login since
         self.streak_events = 0  # oauth.refresh_failed with will_retry since the last success
         self.unconfirmed = 0  # refusals that need confirming (OAuthError.confirm) in a row
+        self.woke_at = self.now  # the last start or wake: a spread refresh waits at most OVERDUE_SPREAD past it
         self.s = core.new_session(SERVER, threshold, REDIRECT)
         self.feed(core.Loaded(None))
 
@@ -87,6 +88,7 @@ class SessionModel(RuleBasedStateMachine):
         self.check_effects(event, effects, self.s)
         self.check_backoff(event, self.s, new)
         self.check_no_timer_without_expiry(new, effects)
+        self.check_spread(event, self.s, new, effects)
         if confirming:
             # A refusal that needs confirming is permanent on its second time in a row, never on its first.
             permanent = any(isinstance(e, core.Emit) and e.name == "oauth.refresh_failed"
@@ -153,9 +155,15 @@ class SessionModel(RuleBasedStateMachine):
             match effect:
                 case core.Persist(record):
                     persisted = record
-                case core.Reply(_, core.TokenAnswer(_, token, _)):
+                case core.Reply(_, core.TokenAnswer(_, token, _, refresh_at)):
                     # A token is handed out only after the persist effect that holds it.
                     assert persisted is not None and persisted.access_token == token
+                    # A lease of it ends by its refresh point and before its expiry, announcement or not.
+                    due = policy.refresh_due_at(persisted.issued_at, persisted.expires_at, self.threshold)
+                    if persisted.refresh_token and due is not None and not persisted.failed:
+                        assert refresh_at is not None and refresh_at <= max(due, self.now + policy.OVERDUE_SPREAD)
+                    if persisted.expires_at is not None:
+                        assert refresh_at is not None and refresh_at < persisted.expires_at
                 case core.Emit("oauth.token_refreshed" | "oauth.login_completed", _):
                     # Announced only after the persist effect that holds it.
                     assert persisted is not None and persisted.has_token
@@ -205,6 +213,8 @@ class SessionModel(RuleBasedStateMachine):
             assert due is not None and self.now >= due, f"refresh at {self.now} before its point {due}"
         if before.rt.refresh_state == "retrying" and proactive:
             assert before.retry_at is not None and self.now >= before.retry_at, "a retry before its backoff ended"
+        if proactive and before.spread_at is not None:
+            assert self.now >= before.spread_at, "an overdue refresh sent before its place in the spread"
         if isinstance(event, core.TokenWanted):
             assert before.valid_token(self.now) is None, "refreshed on use although the token was good"
 
@@ -225,9 +235,43 @@ class SessionModel(RuleBasedStateMachine):
         assert not _has_secret(status, s, self.stored)
         if status["refresh_state"] == "scheduled" and s.token is not None:
             due = policy.refresh_due_at(s.token.issued_at, s.token.expires_at, self.threshold)
-            assert due is not None and s.rt.next_refresh_at == due
+            assert due is not None and s.rt.next_refresh_at is not None
+            if s.spread_at is None:
+                # Steady state: the refresh point stays within ±1 s of the threshold point.
+                assert abs(s.rt.next_refresh_at - due) <= 1.0, (s.rt.next_refresh_at, due)
+            else:
+                # Overdue at a start or a wake: spread over at most OVERDUE_SPREAD past it.
+                assert s.rt.next_refresh_at == max(due, s.spread_at)
+                assert s.spread_at <= self.woke_at + policy.OVERDUE_SPREAD + 1e-6
         if s.rt.refresh_state == "retrying":
             assert s.retry_at is not None and s.rt.retry_count >= 1
+
+    def check_spread(self, event: Any, before: core.Session, after: core.Session, effects: list[Any]) -> None:
+        """Overdue refreshes at a start or a wake wait the drawn share of OVERDUE_SPREAD, never longer; no other
+        event spreads anything."""
+        if not isinstance(event, (core.Loaded, core.ClockJumped)):
+            assert after.spread_at is None or after.spread_at == before.spread_at, "a spread outside a start or a wake"
+            return
+        self.woke_at = self.now
+        if after.spread_at is not None and after.spread_at != before.spread_at:
+            assert abs(after.spread_at - (self.now + policy.OVERDUE_SPREAD * event.spread)) < 1e-6
+            assert not any(isinstance(e, core.SendWork) and isinstance(e.op, Refresh) for e in effects), \
+                "an overdue refresh sent at once instead of at its place in the spread"
+        rec = after.token
+        if rec is None or before.inflight is not None or not after.refreshable():
+            return
+        retrying = before.rt.refresh_state == "retrying" and isinstance(event, core.ClockJumped)
+        point = before.retry_at if retrying else policy.refresh_due_at(rec.issued_at, rec.expires_at, self.threshold)
+        if point is None or point > self.now:
+            return
+        # Overdue: sent now only when the draw said so, else a timer within OVERDUE_SPREAD.
+        sent = any(isinstance(e, core.SendWork) and isinstance(e.op, Refresh) for e in effects)
+        if sent:
+            assert self.now + policy.overdue_delay(event.spread) <= self.now, "an overdue refresh sent at once, not spread"
+        else:
+            assert after.rt.next_refresh_at is not None
+            assert self.now <= after.rt.next_refresh_at <= self.now + policy.OVERDUE_SPREAD + 1e-6
+            assert any(isinstance(e, core.SetTimer) and e.delay <= policy.OVERDUE_SPREAD + 1e-6 for e in effects)
 
     def check_backoff(self, event: Any, before: core.Session, after: core.Session) -> None:
         """Retries follow the backoff bounds: [10 %, 100 %] of the ceiling, or a believable Retry-After."""
@@ -373,12 +417,12 @@ class SessionModel(RuleBasedStateMachine):
             self.feed(payload)
         raise AssertionError("timers keep firing at the same moment: a busy loop")
 
-    @rule(slept=st.floats(60.0, 20_000.0))
-    def machine_sleeps(self, slept: float) -> None:
+    @rule(slept=st.floats(60.0, 20_000.0), spread=st.floats(0, 1, exclude_max=True))
+    def machine_sleeps(self, slept: float, spread: float) -> None:
         # Monotonic timers stop while the machine sleeps: they fire late, and the wall clock jumped.
         self.now += slept
         self.timers = [(at + slept, p) for at, p in self.timers]
-        self.feed(core.ClockJumped())
+        self.feed(core.ClockJumped(spread))
 
     @rule()
     def logout(self) -> None:
@@ -416,15 +460,15 @@ class SessionModel(RuleBasedStateMachine):
         self.work.clear()
         self.feed(core.WorkerLost(jitter))
 
-    @rule()
-    def restart(self) -> None:
+    @rule(spread=st.floats(0, 1, exclude_max=True))
+    def restart(self, spread: float) -> None:
         """The actor's process dies: what it had in flight is gone; it comes back from the store."""
         self.work.clear()
         self.timers.clear()
         self.streak_events = 0
         self.unconfirmed = 0
         self.s = core.new_session(SERVER, self.threshold, REDIRECT)
-        self.feed(core.Loaded(self.stored, reason="actor_restarted"))
+        self.feed(core.Loaded(self.stored, reason="actor_restarted", spread=spread))
 
 
 def _has_secret(doc: Any, s: core.Session, stored: TokenRecord | None) -> bool:
