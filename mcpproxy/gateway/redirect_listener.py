@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from mcpproxy.gateway import callback
+from mcpproxy.gateway.lease import LEASES
 from mcpproxy.gateway.shared import BRIDGE, LOGINS, ApiError, printable
 
 log = logging.getLogger("mcpproxy.gateway")
@@ -65,6 +66,7 @@ class RedirectListeners:
         sub = web.Application()
         sub[BRIDGE] = main[BRIDGE]
         sub[LOGINS] = main[LOGINS]  # the same dict: a state is routed once, whichever port brings it back
+        sub[LEASES] = main[LEASES]  # a login that comes back here cuts the pass-through's lease as at /oauth/callback
         allowed = {f"{h}:{port}" for h in ("localhost", "127.0.0.1", "[::1]", host)}
 
         async def handle(request: web.Request) -> web.StreamResponse:

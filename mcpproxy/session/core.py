@@ -569,6 +569,7 @@ class _Step:
             resource=self.resource(),
             url=s.server.url, logged_in_at=now)
         s.rt = Runtime()
+        s.inflight = s.retry_at = s.spread_at = None  # a refresh of the old token is stale now, and so is its retry
         s.protocol_attempts = 0
         s.confirm_attempts = 0
         s.streak_told = ()

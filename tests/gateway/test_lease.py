@@ -195,7 +195,7 @@ def test_cli_logout_goes_through_the_service_that_owns_the_data_dir(
         r = run([MCPPROXY, "auth", "logout", "-s", "demo", "--config", str(other)], timeout=60)
     finally:
         os.kill(service.proc.pid, signal.SIGCONT)
-    assert r.returncode == 1 and "owns" in r.stderr and "does not answer" in r.stderr, r
+    assert r.returncode == 1 and "owns" in r.stderr and "did not answer" in r.stderr, r
     assert service.status("demo")["token_held"] is True
 
     r = run([MCPPROXY, "auth", "logout", "-s", "demo", "--config", str(other)], timeout=60)

@@ -114,6 +114,12 @@ class HostileService(LoopbackHTTPServer):
                 path = urlsplit(self.path).path
                 if path == "/api/v1/servers":
                     self._send(200, {"success": True, "data": {"servers": [_status("demo" + TITLE)], "stats": {}}})
+                elif path == "/api/v1/servers/demo":  # login asks first whether it is logged in already
+                    self._send(200, {"success": True, "data": _status("demo")})
+                elif path == "/api/v1/status":  # the at-rest line and the config's problems under the table
+                    self._send(200, {"success": True, "data": {
+                        "at_rest": "keyring" + TITLE, "config_differs": True, "config_problems": ["typo " + ESCAPES],
+                        "config_warnings": ["unknown " + CLEAR]}})
                 elif path == "/events":
                     self.send_response(200)
                     self.send_header("Content-Type", "text/event-stream")

@@ -201,3 +201,19 @@ def test_status_shows_the_settings_never_the_secret() -> None:
     assert settings == {"client_id": "app", "client_secret_set": True, "resource": "omit", "redirect_uri": None,
                         "assume_pkce_s256": False}
     assert "secret" not in str(TokenRecord(client_secret="secret"))
+
+
+def test_a_login_during_a_refresh_leaves_that_refresh_nothing_to_retry() -> None:
+    # Found by the model after the merge of the lease and the provider habits: a login completing while a
+    # refresh was out, then the worker dying, retried the old refresh for a token without a refresh token — a
+    # retry point that never moves, so the timer fired in a busy loop.
+    sh = Shell(server())
+    sh.logged_in()
+    started = sh.login()
+    sh.feed(core.CodeReturned("browser", started.state, "code"))
+    sh.feed(core.RefreshWanted("ui"))  # while the code exchange is out
+    assert sh.s.inflight is not None
+    sh.finish(Exchange, TokenResponse("at-2", "Bearer", None, None, None))  # no refresh token, no lifetime
+    sh.feed(core.WorkerLost(0.0))
+    assert sh.s.inflight is None and sh.s.retry_at is None and sh.s.rt.refresh_state != "retrying"
+    assert not [e for e in sh.effects[-3:] if isinstance(e, core.SetTimer) and e.delay == 0.0]
