@@ -22,15 +22,14 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx2
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
-from mcp.client.streamable_http import streamable_http_client
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.passthrough import session  # noqa: E402
 from bench.stats import Summary, Table, ms  # noqa: E402
 from tests.harness import make_service  # noqa: E402
 from tests.mcpserver.control import obtain_token, start_mcp_server  # noqa: E402
@@ -39,16 +38,6 @@ from tests.oauthserver.control import start_oauth_server  # noqa: E402
 BLOCK = 20
 WARMUP = 20
 TARGET = 0.002
-
-
-@asynccontextmanager
-async def http_session(url: str, token: str | None) -> AsyncIterator[ClientSession]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(10, read=60)) as http:
-        async with streamable_http_client(url, http_client=http) as (read, write):
-            async with ClientSession(read, write) as s:
-                await s.initialize()
-                yield s
 
 
 @asynccontextmanager
@@ -93,13 +82,13 @@ async def side_by_side(pairs: list[tuple[Pair, Callable[[int], Awaitable[list[fl
 async def measure_async(proxy: str, mcp_url: str, token: str, calls: int) -> list[Pair]:
     http, stdio = Pair("HTTP server (OAuth)"), Pair("stdio server")
     async with AsyncExitStack() as stack:
-        agg = await stack.enter_async_context(http_session(f"{proxy}/mcp", None))  # connects the HTTP server
+        agg = await stack.enter_async_context(session(f"{proxy}/mcp", None))  # connects the HTTP server
         deadline = time.monotonic() + 30
         while "http__echo" not in {t.name for t in (await agg.list_tools()).tools}:
             if time.monotonic() > deadline:
                 raise RuntimeError("the HTTP server's tools did not reach /mcp within 30 s")
             await asyncio.sleep(0.1)
-        straight = await stack.enter_async_context(http_session(mcp_url, token))
+        straight = await stack.enter_async_context(session(mcp_url, token))
         own_child = await stack.enter_async_context(stdio_session())
 
         async def http_direct(n: int) -> list[float]:
