@@ -67,8 +67,11 @@ class SupervisionModel(RuleBasedStateMachine):
                 assert new.phase == "failed", f"exit after {len(recent)} restarts within a minute: {new.phase}"
             else:
                 assert new.phase == "waiting", f"an exit after {len(recent)} restarts left it {new.phase}"
-        if isinstance(event, sv.Changed | sv.Wanted) and any(isinstance(e, sv.Spawn) for e in effects):
-            self.restart_times = []  # a start by hand or by reload forgives the earlier restarts
+        if isinstance(event, sv.Changed) and before.wanted \
+                or isinstance(event, sv.Wanted) and any(isinstance(e, sv.Spawn) for e in effects):
+            # A reload forgives the earlier restarts at once — also when the process must stop before it starts
+            # again — and so does a start by hand.
+            self.restart_times = []
         self.child = new
         return effects
 
