@@ -12,6 +12,7 @@ real one would — and the session must never send one. Tokens come with and wit
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -368,19 +369,15 @@ class SessionModel(RuleBasedStateMachine):
     @rule(attempts=st.integers(1, 6), kind=st.sampled_from(["network", "server"]), jitter=st.floats(0, 1))
     def outage(self, attempts: int, kind: str, jitter: float) -> None:
         """A long failing streak: every refresh attempt fails while time passes past each backoff."""
-        for _ in range(attempts):
-            if not any(isinstance(w.op, Refresh) for w in self.work.values()):
-                self.time_passes(policy.BACKOFF_CAP + 1.0)
-            w = next((w for w in self.work.values() if isinstance(w.op, Refresh)), None)
-            if w is None:
-                return
-            self.work.pop(w.request_id)
-            self.feed(core.WorkFinished(w.request_id, w.generation, OAuthError(kind, "down"),  # type: ignore[arg-type]
-                                        self.now, jitter))
+        self.failing_refreshes(attempts, lambda: OAuthError(kind, "down"), jitter)  # type: ignore[arg-type]
 
     @rule(times=st.integers(1, 3), kind=st.sampled_from(["protocol", "invalid_client"]), jitter=st.floats(0, 1))
     def refusals_to_confirm(self, times: int, kind: str, jitter: float) -> None:
         """`invalid_request` / `unauthorized_client` in a row: one confirming retry, then permanent."""
+        self.failing_refreshes(times, lambda: OAuthError(kind, "refused", confirm=True), jitter)  # type: ignore[arg-type]
+
+    def failing_refreshes(self, times: int, error: Callable[[], OAuthError], jitter: float) -> None:
+        """Each refresh attempt answered with the error, time passing past each backoff to the next one."""
         for _ in range(times):
             if not any(isinstance(w.op, Refresh) for w in self.work.values()):
                 self.time_passes(policy.BACKOFF_CAP + 1.0)
@@ -388,9 +385,7 @@ class SessionModel(RuleBasedStateMachine):
             if w is None:
                 return
             self.work.pop(w.request_id)
-            self.feed(core.WorkFinished(w.request_id, w.generation,
-                                        OAuthError(kind, "refused", confirm=True),  # type: ignore[arg-type]
-                                        self.now, jitter))
+            self.feed(core.WorkFinished(w.request_id, w.generation, error(), self.now, jitter))
 
     @precondition(lambda self: any(isinstance(w.op, (Probe, Revoke)) for w in self.work.values()))
     @rule(ok=st.booleans())
