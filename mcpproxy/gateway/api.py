@@ -23,12 +23,12 @@ from actors.messages import (
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
 from mcpproxy.gateway.lease import LEASES, cutting
+from mcpproxy.gateway.redirect_listener import REDIRECTS
 from mcpproxy.gateway.shared import (
     AT_REST,
     BRIDGE,
     CONFIG,
     LOGINS,
-    REDIRECTS,
     STARTED,
     ApiError,
     ok,

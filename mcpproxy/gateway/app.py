@@ -20,7 +20,7 @@ from mcpproxy.gateway.bridge import ActorBridge, ActorUnavailable
 from mcpproxy.gateway.callback import CLOSE_CSP
 from mcpproxy.gateway.fanout import EventFanout
 from mcpproxy.gateway.lease import LEASES, Leases
-from mcpproxy.gateway.redirect_listener import RedirectListeners
+from mcpproxy.gateway.redirect_listener import REDIRECTS, RedirectListeners
 from mcpproxy.gateway.shared import (
     API_KEY,
     BRIDGE,
@@ -28,7 +28,6 @@ from mcpproxy.gateway.shared import (
     FANOUT,
     LOGINS,
     OTHER_CSP,
-    REDIRECTS,
     STARTED,
     ApiError,
     ConfigRef,

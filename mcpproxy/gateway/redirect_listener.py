@@ -158,3 +158,7 @@ class RedirectListeners:
 def _key(redirect_uri: str) -> tuple[str, int]:
     parts = urlsplit(redirect_uri)
     return (parts.hostname or "localhost").lower(), int(parts.port or 80)
+
+
+#: The app's listeners for fixed redirect URIs (issue 11, Slack), beside the class they hold.
+REDIRECTS: web.AppKey[RedirectListeners] = web.AppKey("redirects")

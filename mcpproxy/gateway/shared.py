@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
 from mcpproxy.config import Config
 from mcpproxy.gateway.bridge import ActorBridge
 from mcpproxy.gateway.fanout import EventFanout
-
-if TYPE_CHECKING:
-    from mcpproxy.gateway.redirect_listener import RedirectListeners
 
 
 @dataclass
@@ -36,7 +33,6 @@ STARTED = web.AppKey("started_at", float)
 AT_REST = web.AppKey("at_rest", str)  # where the store's data key comes from: "keyring" or "key_file"
 LOGINS = web.AppKey("logins", dict)  # state → (server name, created); routing only, validated by the actor
 #: The fixed redirect URIs' listeners, open during a login (typed by name: that module imports this one).
-REDIRECTS: web.AppKey[RedirectListeners] = web.AppKey("redirects")
 
 
 #: Everything but the Web UI and /mcp is data, or a page without script (the OAuth callback): nothing loads,
