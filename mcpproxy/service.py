@@ -300,33 +300,28 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
     for warning in config.warnings:
         log.warning("config: %s", warning)
 
-    raise_open_files(sum(1 for s in config.servers if s.is_oauth and s.enabled))
+    oauth_servers = sum(1 for s in config.servers if s.is_oauth and s.enabled)
+    raise_open_files(oauth_servers)
     asys = start_actor_system(config, log_conf)
     # The gateway (and the MCP SDK under it) is imported after the actors are forked: they never need it.
-    from mcpproxy.gateway.app import create_app
+    from mcpproxy.gateway.app import QuietAccessLogger, create_app
     from mcpproxy.gateway.bridge import ActorBridge
+    from mcpproxy.gateway.lease import LEASES
+    from mcpproxy.gateway.shared import AT_REST, CONFIG
+    from mcpproxy.gateway.upstreams import apply_config
 
     runner: web.AppRunner | None = None
     bridge: ActorBridge | None = None
     try:
         # The Supervisor answers once it has forked every actor: ~12 ms each on a quiet machine, far more on a busy one.
-        oauth_servers = sum(1 for s in config.servers if s.is_oauth and s.enabled)
         sup, started = start_supervisor(asys, config, data_key=data_key,
                                         timeout=START_TIMEOUT + START_PER_SERVER * oauth_servers)
         if started.store_note:
             log.error("store: %s", started.store_note)
         bridge = ActorBridge(asys, sup, started.hub, started.actors)
         app = create_app(config, bridge, api_key)
-        from mcpproxy.gateway.shared import AT_REST
-
         app[AT_REST] = data_key.source
-        from mcpproxy.gateway.app import QuietAccessLogger
-        from mcpproxy.gateway.lease import LEASES
-        from mcpproxy.gateway.shared import CONFIG
-
         reloader = ConfigReloader(app[CONFIG], bridge, overrides or {}, app[LEASES])
-        from mcpproxy.gateway.upstreams import apply_config
-
         reloader.on_applied.append(lambda new: apply_config(app, new))
         app.cleanup_ctx.append(reloader.context)
 
@@ -345,9 +340,8 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
             await runner.setup()
             site = web.SockSite(runner, owned.sock)  # bound before the actors started (owner.claim)
             await site.start()
-            oauth = sum(1 for s in config.servers if s.is_oauth and s.enabled)
             log.info("mcpproxy ready on %s — %d servers (%d OAuth); Web UI %s/ ; API key from %s; config %s; "
-                     "tokens sealed at rest with the data key from %s", config.base_url, len(config.servers), oauth,
+                     "tokens sealed at rest with the data key from %s", config.base_url, len(config.servers), oauth_servers,
                      config.base_url, key_source, config.path, data_key.where)
             _notify_systemd("READY=1")
             _announce(config, api_key)
