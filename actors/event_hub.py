@@ -6,6 +6,7 @@ contexts, which read continuously, so a send from here does not block.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from typing import Any
@@ -14,6 +15,7 @@ from actors.base import GuardedActor, name_process
 from actors.messages import (
     Event,
     GetSnapshot,
+    LogLine,
     Published,
     RefreshMeasured,
     ServerRemoved,
@@ -76,6 +78,9 @@ class EventHub(GuardedActor):
     def receiveMsg_ServerRemoved(self, msg: ServerRemoved, sender: Any) -> None:
         self.statuses.pop(msg.name, None)
         self.upstream.pop(msg.name, None)
+
+    def receiveMsg_LogLine(self, msg: LogLine, sender: Any) -> None:
+        logging.getLogger(msg.logger).log(msg.level, "%s", msg.message)
 
     def receiveMsg_RefreshMeasured(self, msg: RefreshMeasured, sender: Any) -> None:
         self.refreshes[msg.result] += 1

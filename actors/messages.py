@@ -181,6 +181,16 @@ class Event:
 
 
 @dataclass(frozen=True)
+class LogLine:
+    """A TokenActor's log line, written by the hub: logging in each TokenActor's own process would copy
+    the logging machinery's pages into every one of them (docs/architecture.md "Processes")."""
+
+    logger: str
+    level: int
+    message: str
+
+
+@dataclass(frozen=True)
 class RefreshMeasured:
     """One refresh attempt, for /metrics: its result kind and how late it started (seconds)."""
 

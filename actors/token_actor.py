@@ -25,6 +25,7 @@ from actors.messages import (
     Event,
     GetStatus,
     GetToken,
+    LogLine,
     Logout,
     RefreshMeasured,
     RefreshNow,
@@ -119,7 +120,15 @@ class TokenActor(GuardedActor):
             case core.Measured(result, lateness):
                 self.send(self.hub, RefreshMeasured(self.name, result, lateness))
             case core.Log(level, message):
-                log.log(_LEVELS[level], "%s", message)
+                self._log(_LEVELS[level], message)
+
+    def _log(self, level: int, message: str) -> None:
+        if not log.isEnabledFor(level):
+            return
+        if self.hub is None:  # not configured yet: no hub to write it
+            log.log(level, "%s", message)
+        else:
+            self.send(self.hub, LogLine(log.name, level, message))
 
     # ---- messages → events -------------------------------------------------------------------
 
