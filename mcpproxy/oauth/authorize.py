@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
-
-from oauthlib.oauth2 import WebApplicationClient
 
 from mcpproxy.oauth.discovery import AuthServerMetadata, same_issuer
 from mcpproxy.oauth.errors import OAuthError, clean_server_text
@@ -23,7 +23,29 @@ _PROTECTED = frozenset(
 )
 
 
-def authorization_url(
+@dataclass(frozen=True)
+class AuthorizationRequest:
+    """A checked authorization request; `url()` writes it out.
+
+    The TokenActor decides and checks it (authorization_request); whoever sends the browser there — the
+    gateway — writes the URL. Writing it runs urllib.parse's query code, whose first run in a process
+    copies ~0.15 MB of inherited pages, once in the gateway instead of once in every TokenActor
+    (docs/architecture.md "Processes")."""
+
+    endpoint: str
+    params: tuple[tuple[str, str], ...] = field(repr=False)  # carries the state
+    replaced: frozenset[str] = frozenset()  # the endpoint's own query parameters that ours replace
+
+    def url(self) -> str:
+        parts = urlsplit(self.endpoint)
+        # RFC 6749 §3.1: keep the endpoint's own query (ours replace same-named ones), drop a fragment.
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in self.replaced]
+        query.extend(self.params)
+        # RFC 3986 percent-encoding ("%20", not the form-style "+") reads the same everywhere.
+        return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, quote_via=quote), ""))
+
+
+def authorization_request(
     metadata: AuthServerMetadata,
     *,
     client_id: str,
@@ -35,8 +57,8 @@ def authorization_url(
     extra_params: dict[str, str] | None = None,
     assume_s256: bool = False,
     server: str = "",
-) -> str:
-    """The URL to send the person's browser to. Refuses a server that does not advertise S256, unless
+) -> AuthorizationRequest:
+    """Where to send the person's browser, checked. Refuses a server that does not advertise S256, unless
     `assume_s256` (the per-server setting oauth.assume_pkce_s256) says to send S256 anyway."""
     endpoint = metadata.authorization_endpoint
     what = f"authorization request to {safe_url(endpoint)}"
@@ -58,27 +80,17 @@ def authorization_url(
         if name in _PROTECTED:
             raise OAuthError("config", f"oauth.extra_params may not set {name!r}")
         ours[name] = value  # extra_params win over resource and scope
-    parts = urlsplit(endpoint)
-    # RFC 6749 §3.1: keep the endpoint's own query (ours replace same-named ones), drop a fragment.
-    replaced = _PROTECTED | {"scope"} | ours.keys()
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in replaced]
-    query.extend(ours.items())
-    # oauthlib accepts only an "https://" prefix unless OAUTHLIB_INSECURE_TRANSPORT is set for the
-    # whole process; require_secure above has already allowed plain http for loopback hosts only.
-    base = urlunsplit(("https", parts.netloc, parts.path, urlencode(query), ""))
-    built = WebApplicationClient(client_id).prepare_request_uri(
-        base,
-        redirect_uri=redirect_uri,
-        scope=None if "scope" in ours else list(scopes) or None,
-        state=state,
-        code_challenge=code_challenge,  # RFC 7636 §4.3
-        code_challenge_method="S256",
-    )
-    # RFC 3986 percent-encoding ("%20", not the form-style "+" oauthlib writes) reads the same everywhere.
-    params = parse_qsl(urlsplit(built).query, keep_blank_values=True)
-    return urlunsplit(
-        (parts.scheme, parts.netloc, parts.path, urlencode(params, quote_via=quote), "")
-    )
+    # RFC 6749 §4.1.1 and RFC 7636 §4.3, in the order oauthlib's prepare_grant_uri writes them.
+    params = [*ours.items(), ("response_type", "code"), ("client_id", client_id), ("redirect_uri", redirect_uri)]
+    if "scope" not in ours and scopes:
+        params.append(("scope", " ".join(scopes)))
+    params += [("state", state), ("code_challenge", code_challenge), ("code_challenge_method", "S256")]
+    return AuthorizationRequest(endpoint, tuple(params), _PROTECTED | {"scope"} | ours.keys())
+
+
+def authorization_url(metadata: AuthServerMetadata, **kw: Any) -> str:
+    """authorization_request's URL, written out (its keyword arguments)."""
+    return authorization_request(metadata, **kw).url()
 
 
 def check_callback_iss(metadata: AuthServerMetadata, iss: str | None) -> None:

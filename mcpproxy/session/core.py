@@ -523,7 +523,7 @@ class _Step:
             while len(s.logins) >= MAX_PENDING_LOGINS:
                 s.logins.pop(next(iter(s.logins)))
             try:
-                url = authorize.authorization_url(
+                request = authorize.authorization_request(
                     s.discovery.metadata, client_id=client["client_id"], redirect_uri=s.callback_uri,
                     scopes=self.login_scopes(), state=state, code_challenge=pkce.s256_challenge(verifier),
                     resource=self.resource() or "", extra_params=extra or None,
@@ -536,7 +536,7 @@ class _Step:
                                            s.callback_uri, self.login_scopes(), client.get("issuer"),
                                            client.get("auth_method"))
             self.log("info", "login started")
-            self.reply(asker, LoginStarted(s.name, url, state))
+            self.reply(asker, LoginStarted(s.name, request, state))
         if refused is not None:  # the status says why the login cannot start, like any other login failure
             self.log("warning", f"cannot start a login ({refused.kind}): {refused.message}")
             self.rt(last_error=Problem(refused.kind, refused.message))

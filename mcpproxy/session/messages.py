@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcpproxy.config import ServerConfig
+from mcpproxy.oauth.authorize import AuthorizationRequest
 from mcpproxy.record import TokenRecord
 from mcpproxy.work import Op
 
@@ -39,9 +40,15 @@ class TokenAnswer:
 
 @dataclass(frozen=True)
 class LoginStarted:
+    """The TokenActor checks the request; the URL is written where it is read (oauth/authorize.py)."""
+
     server: str
-    auth_url: str
+    request: AuthorizationRequest
     state: str = field(repr=False)
+
+    @property
+    def auth_url(self) -> str:
+        return self.request.url()
 
 
 @dataclass(frozen=True)
