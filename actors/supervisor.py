@@ -8,7 +8,6 @@ TokenActor re-checks its timers within seconds (Thespian's timers stop while the
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -35,6 +34,7 @@ from actors.messages import (
     StatusUpdate,
 )
 from actors.oauth_worker import OAuthWorker
+from actors.prefork import share_heap
 from actors.token_actor import TokenActor
 from mcpproxy.config import Config, ServerConfig
 from mcpproxy.sealing import DataKey, Sealer
@@ -73,8 +73,7 @@ class Supervisor(GuardedActor):
         store.close()
         if sealed:
             compact(msg.config.data_dir)
-        gc.collect()
-        gc.freeze()  # our children are forked from here: share, don't copy
+        share_heap()  # our children are forked from here: share, don't copy
         self.hub = self.createActor(EventHub)
         self.worker = self.createActor(OAuthWorker)
         for server in msg.config.servers:

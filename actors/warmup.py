@@ -6,14 +6,20 @@ a forked child, each of those writes copies the page it lands on. Running one ma
 through the pure session core — with the pickle round trips its messages take — in the parent,
 before `gc.freeze()`, does those writes once in pages every actor then shares.
 
-Nothing here touches the network, the store or Thespian; the server, its AS and its tokens are made up.
+The made-up login goes through a real token store in a temporary folder, opened and closed each round:
+py-lmdb runs Python on every open (its "already open in this process" guard) and LMDB sets itself up
+on a process's first open, so opening it here makes that first time shared too. That store is the
+only file touched; nothing here touches the network or Thespian; the server, its AS and its tokens
+are made up.
 """
 
 from __future__ import annotations
 
 import logging
 import pickle
+import tempfile
 from multiprocessing.reduction import ForkingPickler
+from pathlib import Path
 from typing import Any
 
 from actors.messages import (
@@ -22,6 +28,7 @@ from actors.messages import (
     Event,
     GetStatus,
     GetToken,
+    LogLine,
     StartLogin,
     Work,
     WorkDone,
@@ -32,13 +39,14 @@ from mcpproxy.oauth import pkce
 from mcpproxy.oauth.discovery import AuthServerMetadata, Discovery
 from mcpproxy.oauth.registration import ClientRegistration
 from mcpproxy.oauth.tokens import TokenResponse
-from mcpproxy.record import TokenRecord
+from mcpproxy.sealing import KEY_BYTES, DataKey, Sealer
+from mcpproxy.store import TokenStore
 from mcpproxy.work import Discover, Exchange, Probe, Probed, Register
 
 log = logging.getLogger("mcpproxy.warmup")
 
 #: CPython 3.11 quickens a code object after 8 calls; a few more runs specialize what follows.
-ROUNDS = 10
+ROUNDS = 40
 _AS = "http://127.0.0.1:9"  # port 9 (discard): never contacted
 _SERVER = ServerConfig(name="warmup", protocol="http", url=f"{_AS}/mcp", oauth=OAuthSettings())
 _REDIRECT = f"{_AS}/oauth/callback"
@@ -66,12 +74,26 @@ def _answer(op: Any) -> Any:
     return None
 
 
-def login_once(now: float = 1_000_000.0) -> core.Session:
+_KEY = DataKey(bytes(KEY_BYTES), "key_file", "warm-up")
+
+
+def login_once(data_dir: Path, now: float = 1_000_000.0) -> core.Session:
     """One login from an empty store to a persisted, probed token, then a token read and a status."""
+    store = TokenStore(data_dir, sealer=Sealer(_KEY))
+    try:
+        session = _login(store, now)
+        store.delete_token(_SERVER.name)  # the next round starts from an empty store again
+        store.delete_client(_META.issuer)
+        return session
+    finally:
+        store.close()
+
+
+def _login(store: TokenStore, now: float) -> core.Session:
     session = core.new_session(_wire(_SERVER), 0.8, _REDIRECT)
     _wire(Configure(_SERVER, 0.8, _REDIRECT, "/nonexistent", None, None))
-    clients: dict[str, dict[str, Any]] = {}
-    events: list[core.Event] = [core.Loaded(None), core.LoginWanted("ui", pkce.new_state(), pkce.new_verifier())]
+    events: list[core.Event] = [core.Loaded(store.get_token(_SERVER.name)),
+                                core.LoginWanted("ui", pkce.new_state(), pkce.new_verifier())]
     while events:
         session, effects = core.step(session, events.pop(0), now)
         for effect in effects:
@@ -83,17 +105,18 @@ def login_once(now: float = 1_000_000.0) -> core.Session:
                         done = _wire(WorkDone(request_id, generation, result, now))
                         events.append(core.WorkFinished(request_id, generation, done.result, now, 0.5))
                 case core.LoadClient(issuer):
-                    events.append(core.ClientLoaded(issuer, clients.get(issuer)))
+                    events.append(core.ClientLoaded(issuer, store.get_client(issuer)))
                 case core.SaveClient(issuer, client):
-                    clients[issuer] = client
+                    store.put_client(issuer, client)
                 case core.Persist(record) if record is not None:
-                    TokenRecord.decode(record.encode(), "warm-up record")
+                    store.put_token(_SERVER.name, record)
                 case core.Emit(name, payload):
                     _wire(Event(name, payload, now))
                 case core.Log(_, message):
-                    # As the actor logs it, minus the sending: the first isinstance(str, Mapping) a LogRecord
-                    # makes walks every Mapping subclass's ABC cache (~0.3 MB of copied pages per actor).
-                    logging.LogRecord(log.name, logging.INFO, __file__, 0, "%s", (message,), None).getMessage()
+                    # As the actor sends it and the hub logs it, minus the writing: the first
+                    # isinstance(str, Mapping) a LogRecord makes walks every Mapping subclass's ABC cache.
+                    line = _wire(LogLine("mcpproxy.token", logging.INFO, message))
+                    logging.LogRecord(line.logger, line.level, __file__, 0, "%s", (line.message,), None).getMessage()
                 case core.Reply(_, answer):
                     _wire(answer)
                     if isinstance(answer, core.LoginStarted):
@@ -111,8 +134,9 @@ def login_once(now: float = 1_000_000.0) -> core.Session:
 def rehearse() -> None:
     """Called once before the actor system forks; a failure only costs memory, so it is logged, not raised."""
     try:
-        for _ in range(ROUNDS):
-            login_once()
+        with tempfile.TemporaryDirectory(prefix="mcpproxy-warmup-") as tmp:
+            for _ in range(ROUNDS):
+                login_once(Path(tmp))
     except Exception as e:  # noqa: BLE001 — an optimization must never stop the service from starting
         log.warning("the pre-fork login rehearsal failed (%s: %s); each actor will use a little more memory",
                     type(e).__name__, e)

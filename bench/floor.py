@@ -2,8 +2,8 @@
 
 `python -m bench.floor N` (run by bench/memory.py as a subprocess, measured from outside) imports
 what `mcpproxy serve` imports, starts the actor system through the service's own
-`actors.system.start_actor_system` (same pre-fork imports, malloc settings and `gc.freeze()`), then
-creates one top-level `FloorParent` that — like the Supervisor — freezes its heap and forks N `Idle`
+`actors.system.start_actor_system` (same pre-fork imports, malloc setting, rehearsal and `share_heap()`), then
+creates one top-level `FloorParent` that — like the Supervisor — runs `share_heap()` and forks N `Idle`
 children. Each child names its process `mcpproxy-idle`, answers one ping, and then does nothing: what
 it costs is what any actor of this shape costs before it holds a single server.
 """
@@ -54,13 +54,11 @@ class FloorParent(ActorTypeDispatcher):
         self.waiting = 0
 
     def receiveMsg_Spawn(self, msg: Spawn, sender: Any) -> None:
-        import gc
-
         from actors.base import name_process
+        from actors.prefork import share_heap
 
         name_process("mcpproxy-sup")
-        gc.collect()
-        gc.freeze()
+        share_heap()
         self.asker, self.waiting = sender, msg.n
         for _ in range(msg.n):
             self.send(self.createActor(Idle), Ping())
