@@ -268,25 +268,27 @@ def _relayable(upstream: aiohttp.ClientResponse) -> bool:
 
 
 async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web.StreamResponse) -> bool:
-    """Writes each chunk as it arrives; False when either side went away mid-stream."""
-    read: asyncio.Future[bytes] = asyncio.ensure_future(upstream.content.readany())
+    """Writes each chunk as it arrives; False when either side went away mid-stream.
+
+    Each read is awaited in place under a deadline of its own (no task per chunk: an answer of a few chunks
+    takes a few turns of the event loop, not a dozen); a read cut short by that deadline has taken no data."""
     try:
         while True:
-            done, _ = await asyncio.wait({read}, timeout=LIVENESS_CHECK)
-            if not done:
+            liveness = asyncio.timeout(LIVENESS_CHECK)
+            try:
+                async with liveness:
+                    chunk = await upstream.content.readany()
+            except TimeoutError:
+                if not liveness.expired():
+                    raise  # the upstream's own read timeout, not our look at the client
                 if request.transport is None or request.transport.is_closing():
                     return False  # the client left a quiet stream: close the upstream one too
                 continue
-            chunk = read.result()
             if not chunk:
                 return True
             await out.write(chunk)
-            read = asyncio.ensure_future(upstream.content.readany())
     except ConnectionError:
         return False  # the client went away
     except (aiohttp.ClientError, TimeoutError) as e:
         log.info("answer for %s ended early upstream: %s", printable(request.path), type(e).__name__)
         return False
-    finally:
-        if not read.done():
-            read.cancel()

@@ -237,3 +237,68 @@ def test_an_answer_cut_off_upstream_is_never_passed_on_as_whole(service_factory:
         assert requests.get(f"{svc.base_url}/readyz", timeout=10).status_code == 200
     finally:
         cut.close()
+
+
+class QuietStreamUpstream(LoopbackHTTPServer):
+    """A GET stream (text/event-stream) that sends one event, stays quiet, then — on /late — one more event
+    after `late` seconds; it records when the gateway hangs up on it."""
+
+    def __init__(self, late: float) -> None:
+        self.hung_up: list[str] = []  # the paths whose stream the gateway hung up on
+        upstream = self
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _event(self, text: str) -> None:
+                data = f"event: message\ndata: {text}\n\n".encode()
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def do_GET(self) -> None:  # noqa: N802 — http.server's name
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self._event('{"first": true}')
+                if self.path.endswith("/late"):
+                    threading.Event().wait(late)
+                    self._event('{"late": true}')
+                self.connection.settimeout(60)
+                try:  # nothing more to send: wait for the other side to hang up
+                    while self.connection.recv(1024):
+                        pass
+                except OSError:
+                    pass
+                upstream.hung_up.append(self.path)
+                self.close_connection = True
+
+        super().__init__(Handler)
+
+
+def test_a_quiet_stream_outlives_the_liveness_look_and_a_departed_client_closes_it(
+        service_factory: ServiceFactory) -> None:
+    from mcpproxy.gateway.passthrough import LIVENESS_CHECK
+
+    quiet = QuietStreamUpstream(late=LIVENESS_CHECK + 1.5)
+    try:
+        svc = service_factory([{"name": "late", "url": quiet.url + "/late", "protocol": "http", "oauth": None},
+                               {"name": "gone", "url": quiet.url + "/gone", "protocol": "http", "oauth": None}])
+        # An event after more than one liveness look still arrives: the look takes no data.
+        with requests.get(f"{svc.base_url}/mcp/late", headers={"Accept": "text/event-stream"}, stream=True,
+                          timeout=(10, 60)) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert b'data: {"first": true}' in [next(lines) for _ in range(2)]
+            assert b'data: {"late": true}' in [next(lines) for _ in range(3)]
+        # A client that leaves a quiet stream: the gateway notices at its next look and hangs up upstream.
+        with requests.get(f"{svc.base_url}/mcp/gone", headers={"Accept": "text/event-stream"}, stream=True,
+                          timeout=(10, 60)) as r:
+            assert r.status_code == 200
+            lines = r.iter_lines()
+            assert b'data: {"first": true}' in [next(lines) for _ in range(2)]
+        wait_until(lambda: "/gone" in quiet.hung_up, LIVENESS_CHECK + 15,
+                   "the gateway hanging up the upstream stream after its client left")
+        assert requests.get(f"{svc.base_url}/readyz", timeout=10).status_code == 200
+    finally:
+        quiet.close()
