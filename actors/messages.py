@@ -61,6 +61,22 @@ class Reloaded:
 
 
 @dataclass(frozen=True)
+class Drain(Request):
+    """service → Supervisor → every TokenActor, at a clean stop: start no new work, and answer once no work
+    whose answer carries tokens (a refresh, a code exchange) is in flight — or after `timeout` seconds."""
+
+    timeout: float
+
+
+@dataclass(frozen=True)
+class Drained:
+    """A TokenActor has nothing in flight that carries tokens; from the Supervisor, `waiting` names the
+    servers still waiting when its deadline passed (their answers may be lost)."""
+
+    waiting: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class GetActors(Request):
     pass
 

@@ -24,6 +24,8 @@ from actors.messages import (
     Actors,
     ClockJump,
     Configure,
+    Drain,
+    Drained,
     Event,
     GetActors,
     Reload,
@@ -62,6 +64,8 @@ class Supervisor(GuardedActor):
         self.clock_offset = 0.0
         self.service_pid = 0
         self.data_key: DataKey | None = None
+        #: A clean stop in progress: who asked, and the TokenActors it still waits for.
+        self.draining: tuple[list[Any], list[Any]] | None = None
 
     def receiveMsg_Start(self, msg: Start, sender: Any) -> None:
         name_process("mcpproxy-sup")
@@ -129,6 +133,35 @@ class Supervisor(GuardedActor):
             log.info("server=%s config %s", name, "removed" if name in removed else "added" if name in added else "changed")
         self.send(sender, Reloaded(dict(self.actors), added, removed, changed))
 
+    def receiveMsg_Drain(self, msg: Drain, sender: Any) -> None:
+        """A clean stop: every TokenActor finishes the refreshes and code exchanges in flight (their rotated
+        tokens persisted) before the actor system stops; answered when all have, or after msg.timeout."""
+        if self.draining is not None:
+            self.draining[0].append(sender)  # asked again: one drain, one deadline
+            return
+        self.draining = ([sender], list(self.actors.values()))
+        for addr in self.draining[1]:
+            self.send(addr, Drain(msg.timeout))
+        self.wakeupAfter(timedelta(seconds=msg.timeout), payload="drain")
+        self._drained_if_done()
+
+    def receiveMsg_Drained(self, msg: Drained, sender: Any) -> None:
+        if self.draining is not None:
+            self.draining = (self.draining[0], [a for a in self.draining[1] if a != sender])
+            self._drained_if_done()
+
+    def _drained_if_done(self, deadline: bool = False) -> None:
+        if self.draining is None or (self.draining[1] and not deadline):
+            return
+        askers, left = self.draining
+        waiting = tuple(sorted(name for name, addr in self.actors.items() if addr in left))
+        if waiting:
+            log.warning("stopping while %d refresh(es) or login(s) are still in flight: %s; their new tokens "
+                        "may be lost", len(waiting), ", ".join(waiting))
+        for asker in askers:
+            self.send(asker, Drained(waiting))
+        self.draining = None
+
     def receiveMsg_GetActors(self, msg: GetActors, sender: Any) -> None:
         self.send(sender, Actors(dict(self.actors), self.hub))
 
@@ -170,6 +203,9 @@ class Supervisor(GuardedActor):
         self._configure(addr, self.servers[name], "actor_restarted")
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
+        if msg.payload == "drain":
+            self._drained_if_done(deadline=True)
+            return
         if msg.payload != "clock" or self.stopping:
             return
         if self.service_pid and not _alive(self.service_pid):

@@ -22,6 +22,8 @@ from actors.messages import (
     ClockJump,
     CompleteLogin,
     Configure,
+    Drain,
+    Drained,
     Event,
     GetStatus,
     GetToken,
@@ -57,6 +59,8 @@ class TokenActor(GuardedActor):
         self.data_dir = ""
         self.store: TokenStore | None = None
         self.data_key: DataKey | None = None
+        #: Set by Drain (a clean stop): who waits for the work in flight that carries tokens.
+        self.draining: list[Any] | None = None
 
     # ---- setup -------------------------------------------------------------------------------
 
@@ -85,6 +89,19 @@ class TokenActor(GuardedActor):
             return core.Loaded(None, str(e), unreadable=True, reason=reason)
         except StoreError as e:
             return core.Loaded(None, str(e), reason=reason)
+
+    def receiveMsg_Drain(self, msg: Drain, sender: Any) -> None:
+        """A clean stop: no new refresh from here on, and an answer once no refresh or code exchange is in
+        flight — its rotated tokens are persisted before the actor system stops (docs/architecture.md
+        "Start-up order")."""
+        self.draining = [*(self.draining or []), sender]
+        self._answer_drain()
+
+    def _answer_drain(self) -> None:
+        if self.draining and (self.session is None or not core.carrying_tokens(self.session)):
+            for asker in self.draining:
+                self.send(asker, Drained())
+            self.draining = []
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         if self.store is not None:
@@ -134,16 +151,21 @@ class TokenActor(GuardedActor):
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:
         payload = msg.payload
+        if self.draining is not None and isinstance(payload, core.Tick):
+            return  # stopping: a scheduled refresh now would be cut off by the stop
         if isinstance(payload, core.Deadline):
             payload = core.Deadline(payload.request_id, random.random())
         if isinstance(payload, (core.Tick, core.Deadline)):
             self._feed(payload)
+            self._answer_drain()  # a deadline may have ended the work a stop waits for
 
     def receiveMsg_ClockJump(self, msg: ClockJump, sender: Any) -> None:
-        self._feed(core.ClockJumped(random.random()))
+        if self.draining is None:
+            self._feed(core.ClockJumped(random.random()))
 
     def receiveMsg_WorkDone(self, msg: WorkDone, sender: Any) -> None:
         self._feed(core.WorkFinished(msg.request_id, msg.generation, msg.result, msg.started_at, random.random()))
+        self._answer_drain()
 
     def receiveMsg_GetStatus(self, msg: GetStatus, sender: Any) -> None:
         self._feed(core.StatusWanted(sender))

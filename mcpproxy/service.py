@@ -357,12 +357,35 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
         return 0
     finally:
         if bridge is not None:
+            drain(bridge)
             bridge.close()
         asys.shutdown()
         reap_children(SHUTDOWN_WAIT)
 
 
 SHUTDOWN_WAIT = 60.0
+#: How long a clean stop waits for refreshes and code exchanges in flight: an authorization server may
+#: already have rotated the refresh token the store holds, so their answers must be persisted. Long enough
+#: for a slow token endpoint that answers; a hanging one (whose answer would be a failure) does not hold a
+#: stop longer than this.
+DRAIN_TIMEOUT = 3.0
+
+
+def drain(bridge: ActorBridge) -> None:
+    """Before the actor system stops: no new refresh starts, and those in flight are answered and stored."""
+    from actors.messages import Drain, Drained
+    from mcpproxy.gateway.bridge import ActorUnavailable
+
+    try:
+        answer = bridge.ask_sync(bridge.supervisor, Drain(DRAIN_TIMEOUT), DRAIN_TIMEOUT + 5.0)
+    except ActorUnavailable as e:
+        log.warning("stopping without waiting for the refreshes in flight: %s", e)
+        return
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        log.warning("stopping without waiting for the refreshes in flight (interrupted)")
+        return
+    if isinstance(answer, Drained) and answer.waiting:
+        log.warning("stopped waiting for %s after %.0f s", ", ".join(answer.waiting), DRAIN_TIMEOUT)
 
 
 def reap_children(timeout: float) -> None:

@@ -12,6 +12,7 @@ from mcpproxy.session.core import (
     Pending,
     PendingLogin,
     Session,
+    carrying_tokens,
     new_session,
     restored,
     step,
@@ -20,5 +21,5 @@ from mcpproxy.session.messages import *  # noqa: F403 — the vocabulary, listed
 
 __all__ = [
     *messages.__all__,
-    "LOGIN_TTL", "MAX_PENDING_LOGINS", "Pending", "PendingLogin", "Session", "new_session", "restored", "step",
+    "LOGIN_TTL", "MAX_PENDING_LOGINS", "Pending", "PendingLogin", "Session", "carrying_tokens", "new_session", "restored", "step",
 ]

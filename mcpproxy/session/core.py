@@ -167,6 +167,12 @@ class Session:
         return self.token is not None and bool(self.token.refresh_token) and not self.rt.failed
 
 
+def carrying_tokens(session: Session) -> bool:
+    """Work in flight whose answer carries tokens — a refresh or a code exchange. A clean stop waits for it:
+    the authorization server may already have rotated the refresh token the store holds."""
+    return any(isinstance(p.op, (Refresh, Exchange)) for p in session.pending.values())
+
+
 def new_session(server: ServerConfig, threshold: float, redirect_uri: str) -> Session:
     return Session(server=server, threshold=threshold, redirect_uri=redirect_uri)
 

@@ -217,3 +217,17 @@ def test_a_login_during_a_refresh_leaves_that_refresh_nothing_to_retry() -> None
     sh.feed(core.WorkerLost(0.0))
     assert sh.s.inflight is None and sh.s.retry_at is None and sh.s.rt.refresh_state != "retrying"
     assert not [e for e in sh.effects[-3:] if isinstance(e, core.SetTimer) and e.delay == 0.0]
+
+
+def test_a_clean_stop_waits_for_exactly_the_work_whose_answer_carries_tokens() -> None:
+    sh = Shell(server())
+    started = sh.login()
+    assert not core.carrying_tokens(sh.s)  # discovery and registration are done; only a link is out
+    sh.feed(core.CodeReturned("browser", started.state, "code"))
+    assert core.carrying_tokens(sh.s)  # the code exchange: its answer is the first token
+    sh.finish(Exchange, TokenResponse("at-1", "Bearer", "rt-1", 10.0, None))
+    assert not core.carrying_tokens(sh.s)  # the probe that follows carries none
+    sh.feed(core.RefreshWanted("ui"))
+    assert core.carrying_tokens(sh.s)  # a refresh: the AS may have rotated the stored refresh token already
+    sh.finish(Refresh, TokenResponse("at-2", "Bearer", "rt-2", 10.0, None))
+    assert not core.carrying_tokens(sh.s)
