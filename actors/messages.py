@@ -45,6 +45,7 @@ class Started:
     hub: Any  # ActorAddress
     actors: dict[str, Any]
     store_note: str | None
+    actors_version: int = 0  # see Actors
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Reloaded:
     added: tuple[str, ...]
     removed: tuple[str, ...]
     changed: tuple[str, ...]
+    actors_version: int = 0  # see Actors
 
 
 @dataclass(frozen=True)
@@ -83,8 +85,12 @@ class GetActors(Request):
 
 @dataclass(frozen=True)
 class Actors:
+    """The TokenActors' addresses by server; `actors_version` grows with each change, so of two answers the
+    gateway keeps the newer whichever arrives last."""
+
     actors: dict[str, Any]
     hub: Any = None
+    actors_version: int = 0
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,9 @@ class Supervisor(GuardedActor):
         self.hub: Any = None
         self.worker: Any = None
         self.actors: dict[str, Any] = {}
+        #: Grows with every change of `actors`: the gateway keeps the newest list it heard of, whatever the
+        #: order answers reach it in (a reload's answer and a listener's GetActors cross).
+        self.actors_version = 0
         self.servers: dict[str, ServerConfig] = {}
         self.restarts: dict[str, deque[float]] = {}
         self.stopping = False
@@ -84,7 +87,7 @@ class Supervisor(GuardedActor):
             self._add(server, "start")
         self.clock_offset = time.time() - time.monotonic()
         self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
-        self.send(sender, Started(self.hub, dict(self.actors), note))
+        self.send(sender, Started(self.hub, dict(self.actors), note, self.actors_version))
 
     def _configure(self, addr: Any, server: ServerConfig, reason: str) -> None:
         assert self.config is not None
@@ -96,6 +99,7 @@ class Supervisor(GuardedActor):
         if server.is_oauth and server.enabled:
             addr = self.createActor(TokenActor)
             self.actors[server.name] = addr
+            self.actors_version += 1
             self._configure(addr, server, reason)
         else:
             self.send(self.hub, StatusUpdate(server.name, static_status(server)))
@@ -104,6 +108,7 @@ class Supervisor(GuardedActor):
         self.servers.pop(name, None)
         addr = self.actors.pop(name, None)
         if addr is not None:
+            self.actors_version += 1
             self.send(addr, ActorExitRequest())
         self.send(self.hub, ServerRemoved(name))
 
@@ -131,7 +136,7 @@ class Supervisor(GuardedActor):
             self._add(new[name], "config_added")
         for name in (*removed, *added, *changed):
             log.info("server=%s config %s", name, "removed" if name in removed else "added" if name in added else "changed")
-        self.send(sender, Reloaded(dict(self.actors), added, removed, changed))
+        self.send(sender, Reloaded(dict(self.actors), added, removed, changed, self.actors_version))
 
     def receiveMsg_Drain(self, msg: Drain, sender: Any) -> None:
         """A clean stop: every TokenActor finishes the refreshes and code exchanges in flight (their rotated
@@ -163,7 +168,7 @@ class Supervisor(GuardedActor):
         self.draining = None
 
     def receiveMsg_GetActors(self, msg: GetActors, sender: Any) -> None:
-        self.send(sender, Actors(dict(self.actors), self.hub))
+        self.send(sender, Actors(dict(self.actors), self.hub, self.actors_version))
 
     def receiveMsg_ActorExitRequest(self, msg: ActorExitRequest, sender: Any) -> None:
         self.stopping = True
@@ -192,6 +197,7 @@ class Supervisor(GuardedActor):
         if len(recent) == RESTARTS_PER_MINUTE and now - recent[0] < 60:
             log.error("server=%s its actor died %d times within a minute; not restarting it", name, len(recent))
             del self.actors[name]
+            self.actors_version += 1
             status = {**static_status(self.servers[name]), "is_oauth": True, "action": "login",
                       "last_error": {"kind": "config", "message": "its actor keeps failing; see the log"}}
             self.send(self.hub, Event("servers.changed", {**status, "reason": "actor_failed"}, time.time()))
@@ -200,6 +206,7 @@ class Supervisor(GuardedActor):
         log.warning("server=%s its actor stopped; restarting it with its stored state", name)
         addr = self.createActor(TokenActor)
         self.actors[name] = addr
+        self.actors_version += 1
         self._configure(addr, self.servers[name], "actor_restarted")
 
     def receiveMsg_WakeupMessage(self, msg: WakeupMessage, sender: Any) -> None:

@@ -187,7 +187,7 @@ class ConfigReloader:
                 log.error("config reload (%s): the supervisor answered %s; keeping the running configuration",
                           reason, type(answer).__name__)
                 return False
-            self.bridge.actors = dict(answer.actors)
+            self.bridge.take_actors(answer.actors, answer.actors_version)
             if self.leases is not None:
                 for name in (*answer.added, *answer.removed, *answer.changed):
                     self.leases.cut(name)  # its URL, its enabling or its actor may have changed
@@ -318,7 +318,7 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
                                         timeout=START_TIMEOUT + START_PER_SERVER * oauth_servers)
         if started.store_note:
             log.error("store: %s", started.store_note)
-        bridge = ActorBridge(asys, sup, started.hub, started.actors)
+        bridge = ActorBridge(asys, sup, started.hub, started.actors, started.actors_version)
         app = create_app(config, bridge, api_key)
         app[AT_REST] = data_key.source
         reloader = ConfigReloader(app[CONFIG], bridge, overrides or {}, app[LEASES])

@@ -40,11 +40,14 @@ class ActorUnavailable(RuntimeError):
 
 
 class ActorBridge:
-    def __init__(self, asys: ActorSystem, supervisor: Any, hub: Any, actors: dict[str, Any]) -> None:
+    def __init__(self, asys: ActorSystem, supervisor: Any, hub: Any, actors: dict[str, Any],
+                 actors_version: int = 0) -> None:
         self.asys = asys
         self.supervisor = supervisor
         self.hub = hub
         self.actors = dict(actors)
+        self.actors_version = actors_version
+        self._actors_lock = threading.Lock()
         self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ask")
         #: One thread for tells, so that they arrive in the order they were made (statuses must not overtake).
         self.teller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tell")
@@ -84,14 +87,23 @@ class ActorBridge:
                 raise
             return await self.ask(new, msg, timeout)
 
+    def take_actors(self, actors: dict[str, Any], version: int) -> bool:
+        """Keeps this list of actor addresses unless a newer one is held already; whether it was kept. The
+        event listener's GetActors and a reload's answer may cross: the older must not undo the newer."""
+        with self._actors_lock:
+            if version < self.actors_version:
+                return False
+            self.actors, self.actors_version = dict(actors), version
+            return True
+
     async def refresh_addresses(self) -> None:
         answer = await self.ask(self.supervisor, GetActors())
-        self.actors = dict(answer.actors)
+        self.take_actors(answer.actors, answer.actors_version)
 
     def _refresh_addresses_sync(self) -> None:
         try:
             answer = self.ask_sync(self.supervisor, GetActors())
-            self.actors = dict(answer.actors)
+            self.take_actors(answer.actors, answer.actors_version)
             self.hub = answer.hub or self.hub
         except ActorUnavailable as e:
             log.error("could not refresh actor addresses: %s", e)
