@@ -73,10 +73,19 @@ class ServiceClient:
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None,
                 timeout: float = TIMEOUT) -> Any:
-        """The envelope's `data`; ApiFailure with the API's sentence otherwise."""
+        """The envelope's `data`; ApiFailure with the API's sentence otherwise.
+
+        A GET whose connection fails is sent once more on a new one: a kept-alive connection the service
+        has just closed must not read as "not running". Nothing else is repeated (a POST may have acted)."""
         try:
-            resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
-                                        timeout=timeout)
+            try:
+                resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
+                                            timeout=timeout)
+            except requests.ConnectionError:
+                if method != "GET":
+                    raise
+                resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
+                                            timeout=timeout)
         except requests.ConnectionError:
             raise ServiceNotRunning(self.base_url) from None
         except requests.Timeout:

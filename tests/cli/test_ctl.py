@@ -6,8 +6,10 @@ import json
 import re
 import subprocess
 
+import pytest
 import requests
 
+from mcpproxy.cli.client import ServiceClient, ServiceNotRunning
 from tests.cli.helpers import (
     CTL,
     clean_env,
@@ -17,6 +19,7 @@ from tests.cli.helpers import (
     start_login,
 )
 from tests.harness import ROOT, ServiceHandle, free_port, wait_until
+from tests.loopback import LoopbackHTTPServer, QuietHandler
 from tests.oauthserver.control import OAuthServerHandle
 
 
@@ -153,3 +156,47 @@ def test_events_reconnects_after_a_service_restart_and_misses_nothing(service: S
         ev.terminate()
         _, err = ev.communicate(timeout=10)
     assert "reconnected" in err
+
+
+class _DropsFirst:
+    """A loopback server that hangs up on the first request of each method without answering, then answers
+    like the service; it counts what reached it."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        server = self
+
+        class Handler(QuietHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _answer(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                server.seen.append(self.command)
+                if server.seen.count(self.command) == 1:
+                    self.close_connection = True  # a kept-alive connection the service has just closed
+                    return
+                body = json.dumps({"success": True, "data": {"name": "demo"}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        self.http = LoopbackHTTPServer(Handler)
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def test_a_get_on_a_connection_the_service_closed_is_sent_again_a_post_is_not() -> None:
+    up = _DropsFirst()
+    try:
+        client = ServiceClient(up.http.url)
+        assert client.server("demo") == {"name": "demo"}  # the GET, once more on a new connection
+        with pytest.raises(ServiceNotRunning):
+            client.logout("demo")  # a POST may have acted: never sent twice
+        assert up.seen == ["GET", "GET", "POST"]
+    finally:
+        up.close()
