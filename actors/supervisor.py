@@ -160,9 +160,6 @@ class Supervisor(GuardedActor):
             return
         askers, left = self.draining
         waiting = tuple(sorted(name for name, addr in self.actors.items() if addr in left))
-        if waiting:
-            log.warning("stopping while %d refresh(es) or login(s) are still in flight: %s; their new tokens "
-                        "may be lost", len(waiting), ", ".join(waiting))
         for asker in askers:
             self.send(asker, Drained(waiting))
         self.draining = None

@@ -385,7 +385,8 @@ def drain(bridge: ActorBridge) -> None:
         log.warning("stopping without waiting for the refreshes in flight (interrupted)")
         return
     if isinstance(answer, Drained) and answer.waiting:
-        log.warning("stopped waiting for %s after %.0f s", ", ".join(answer.waiting), DRAIN_TIMEOUT)
+        log.warning("stopping after %.0f s with a refresh or login of %s still in flight; its new tokens may be "
+                    "lost", DRAIN_TIMEOUT, ", ".join(answer.waiting))
 
 
 def reap_children(timeout: float) -> None:

@@ -77,15 +77,16 @@ class ServiceClient:
 
         A GET whose connection fails is sent once more on a new one: a kept-alive connection the service
         has just closed must not read as "not running". Nothing else is repeated (a POST may have acted)."""
+        tries = 2 if method == "GET" else 1
         try:
-            try:
-                resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
-                                            timeout=timeout)
-            except requests.ConnectionError:
-                if method != "GET":
-                    raise
-                resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
-                                            timeout=timeout)
+            for left in range(tries - 1, -1, -1):
+                try:
+                    resp = self.session.request(method, self.base_url + path, json=body, headers=self.headers,
+                                                timeout=timeout)
+                    break
+                except requests.ConnectionError:
+                    if not left:
+                        raise
         except requests.ConnectionError:
             raise ServiceNotRunning(self.base_url) from None
         except requests.Timeout:

@@ -171,10 +171,11 @@ async def login(request: web.Request) -> web.Response:
     for state in [s for s, (_, t) in logins.items() if now - t > LOGIN_ROUTE_TTL]:
         del logins[state]
     logins[answer.state] = (srv.name, now)
+    auth_url = answer.auth_url  # written out here, once (LoginStarted carries the checked request)
     opened = False
     if open_browser:
-        opened = await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, answer.auth_url)
-    return ok({"server": srv.name, "auth_url": answer.auth_url, "browser_opened": bool(opened)})
+        opened = await asyncio.get_running_loop().run_in_executor(None, webbrowser.open, auth_url)
+    return ok({"server": srv.name, "auth_url": auth_url, "browser_opened": bool(opened)})
 
 
 async def logout(request: web.Request) -> web.Response:

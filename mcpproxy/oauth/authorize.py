@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from mcpproxy.oauth.discovery import AuthServerMetadata, same_issuer
@@ -86,11 +85,6 @@ def authorization_request(
         params.append(("scope", " ".join(scopes)))
     params += [("state", state), ("code_challenge", code_challenge), ("code_challenge_method", "S256")]
     return AuthorizationRequest(endpoint, tuple(params), _PROTECTED | {"scope"} | ours.keys())
-
-
-def authorization_url(metadata: AuthServerMetadata, **kw: Any) -> str:
-    """authorization_request's URL, written out (its keyword arguments)."""
-    return authorization_request(metadata, **kw).url()
 
 
 def check_callback_iss(metadata: AuthServerMetadata, iss: str | None) -> None:

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mcpproxy.oauth.authorize import authorization_url, check_callback_iss
+from mcpproxy.oauth.authorize import authorization_request, check_callback_iss
 from mcpproxy.oauth.discovery import AuthServerMetadata
 from mcpproxy.oauth.errors import OAuthError
 
@@ -38,7 +38,7 @@ def query(url: str) -> dict[str, list[str]]:
 
 
 def test_authorization_url() -> None:
-    url = authorization_url(META, **ARGS)
+    url = authorization_request(META, **ARGS).url()
     assert url.startswith("https://as.example.com/authorize?")
     assert query(url) == {
         "tenant": ["t1"],
@@ -55,16 +55,16 @@ def test_authorization_url() -> None:
 
 
 def test_no_scope_param_without_scopes() -> None:
-    url = authorization_url(META, **{**ARGS, "scopes": ()})
+    url = authorization_request(META, **{**ARGS, "scopes": ()}).url()
     assert "scope" not in query(url)
 
 
 def test_extra_params() -> None:
-    url = authorization_url(
+    url = authorization_request(
         META,
         **ARGS,
         extra_params={"audience": "api", "resource": "https://other/x", "prompt": "consent"},
-    )
+    ).url()
     q = query(url)
     assert q["audience"] == ["api"] and q["prompt"] == ["consent"]
     assert q["resource"] == ["https://other/x"]
@@ -83,7 +83,7 @@ def test_extra_params() -> None:
 )
 def test_extra_params_cannot_replace_security_params(name: str) -> None:
     with pytest.raises(OAuthError) as info:
-        authorization_url(META, **ARGS, extra_params={name: "x"})
+        authorization_request(META, **ARGS, extra_params={name: "x"}).url()
     assert info.value.kind == "config"
 
 
@@ -91,7 +91,7 @@ def test_extra_params_cannot_replace_security_params(name: str) -> None:
 def test_refuses_without_s256(methods: tuple[str, ...]) -> None:
     meta = dataclasses.replace(META, code_challenge_methods_supported=methods)
     with pytest.raises(OAuthError) as info:
-        authorization_url(meta, **ARGS)
+        authorization_request(meta, **ARGS).url()
     assert info.value.kind == "config"
     assert "S256" in info.value.message
 
@@ -99,7 +99,7 @@ def test_refuses_without_s256(methods: tuple[str, ...]) -> None:
 def test_refuses_insecure_endpoint() -> None:
     meta = dataclasses.replace(META, authorization_endpoint="http://as.example.com/authorize")
     with pytest.raises(OAuthError) as info:
-        authorization_url(meta, **ARGS)
+        authorization_request(meta, **ARGS).url()
     assert info.value.kind == "config"
 
 
@@ -125,14 +125,14 @@ def test_loopback_http_endpoint_through_oauthlib_without_a_process_wide_switch(
 
     monkeypatch.delenv("OAUTHLIB_INSECURE_TRANSPORT", raising=False)
     meta = dataclasses.replace(META, authorization_endpoint="http://127.0.0.1:9/authorize#frag")
-    url = authorization_url(meta, **ARGS)
+    url = authorization_request(meta, **ARGS).url()
     assert url.startswith("http://127.0.0.1:9/authorize?") and "#" not in url
     assert query(url)["code_challenge_method"] == ["S256"]
     assert "OAUTHLIB_INSECURE_TRANSPORT" not in os.environ
 
 
 def test_extra_params_may_replace_scope_and_keep_empty_values() -> None:
-    url = authorization_url(META, **ARGS, extra_params={"scope": "only", "prompt": "", "uri": "u"})
+    url = authorization_request(META, **ARGS, extra_params={"scope": "only", "prompt": "", "uri": "u"}).url()
     q = query(url)
     assert q["scope"] == ["only"] and q["prompt"] == [""] and q["uri"] == ["u"]
     assert q["client_id"] == ["client-1"]  # the endpoint's stale client_id is replaced, not doubled

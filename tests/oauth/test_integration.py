@@ -13,7 +13,7 @@ import pytest
 import requests
 
 import mcpproxy.oauth.http as oauth_http
-from mcpproxy.oauth.authorize import authorization_url, check_callback_iss
+from mcpproxy.oauth.authorize import authorization_request, check_callback_iss
 from mcpproxy.oauth.discovery import Discovery, canonical_resource, discover
 from mcpproxy.oauth.errors import OAuthError
 from mcpproxy.oauth.pkce import new_state, new_verifier, s256_challenge
@@ -73,7 +73,7 @@ def login(
     d = discover(mcp.url, session)
     client = register_client(d.metadata, REDIRECT, scopes=d.scopes, session=session)
     verifier, state = new_verifier(), new_state()
-    url = authorization_url(
+    url = authorization_request(
         d.metadata,
         client_id=client.client_id,
         redirect_uri=REDIRECT,
@@ -81,7 +81,7 @@ def login(
         state=state,
         code_challenge=s256_challenge(verifier),
         resource=d.resource,
-    )
+    ).url()
     answer = session.get(url, allow_redirects=False, timeout=10)
     assert answer.status_code == 302
     location = answer.headers["Location"]
@@ -285,7 +285,7 @@ def test_refuses_a_server_without_pkce_metadata(session: requests.Session) -> No
         d = discover(server.url, session)
         assert d.metadata.code_challenge_methods_supported == ()
         with pytest.raises(OAuthError) as info:
-            authorization_url(
+            authorization_request(
                 d.metadata,
                 client_id="c",
                 redirect_uri=REDIRECT,
@@ -293,7 +293,7 @@ def test_refuses_a_server_without_pkce_metadata(session: requests.Session) -> No
                 state=new_state(),
                 code_challenge=s256_challenge(new_verifier()),
                 resource=d.resource,
-            )
+            ).url()
         assert info.value.kind == "config"
 
 
