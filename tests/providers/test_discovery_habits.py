@@ -163,6 +163,8 @@ def test_forgotten_client_reregisters_supabase(
     assert auth_server.counters()["registrations"] == 1
     auth_server.forget_clients()  # its clients lived in memory: a restart, or a TTL on registrations
     forgotten_on_refresh(svc, "supabase", "Unrecognized client_id")
+    # The status answer can come before the reader thread has the event: wait for it, then count.
+    wait_until(lambda: events.failed_for_good("supabase"), 5, "oauth.refresh_failed")
     assert len(events.failed_for_good("supabase")) == 1
     assert "unrecognized_client" in [e["result"] for e in auth_server.counters()["refresh_log"]]
     login_refresh_call(svc, "supabase")  # no manual cleanup: the next login registers afresh
