@@ -13,6 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -131,12 +132,28 @@ class Config:
     def redirect_uri(self) -> str:
         return f"{self.base_url}/oauth/callback"
 
-    @property
+    # Asked on every request the gateway serves: worked out once per config (a reload makes a new one).
+    @cached_property
     def loopback_only(self) -> bool:
         return is_loopback_host(self.listen_host)
 
+    @cached_property
+    def host_names(self) -> frozenset[str] | None:
+        """Every `host:port` a request's Host (or Origin) may name; None when bound to every interface."""
+        if self.listen_host in ("0.0.0.0", "::"):
+            return None  # the API key is required there, and the name a client uses cannot be known
+        port = self.listen_port
+        names = {self.listen_host, "127.0.0.1", "localhost", "[::1]", "::1"}
+        if ":" in self.listen_host:
+            names.add(f"[{self.listen_host}]")
+        return frozenset(f"{n}:{port}" for n in names)
+
+    @cached_property
+    def _by_name(self) -> dict[str, ServerConfig]:
+        return {s.name: s for s in self.servers}
+
     def server(self, name: str) -> ServerConfig | None:
-        return next((s for s in self.servers if s.name == name), None)
+        return self._by_name.get(name)
 
 
 def default_config_path() -> Path:

@@ -72,21 +72,13 @@ def _origin_host(origin: str) -> str | None:
     return f"{host}:{port}".lower()
 
 
-def _allowed_hosts(config: Config) -> set[str] | None:
-    if config.listen_host in ("0.0.0.0", "::"):
-        return None  # bound to every interface: the API key is required, Host cannot be known
-    port = config.listen_port
-    names = {config.listen_host, "127.0.0.1", "localhost", "[::1]", "::1"}
-    return {f"{n}:{port}" for n in names} | ({f"[{config.listen_host}]:{port}"} if ":" in config.listen_host else set())
-
-
 @web.middleware
 async def security(request: web.Request, handler: Handler) -> web.StreamResponse:
     config = request.app[CONFIG].current
     path = request.path
     api = path.startswith("/api")
     try:
-        allowed = _allowed_hosts(config)
+        allowed = config.host_names
         host = request.headers.get("Host", "")
         if allowed is not None and host.lower() not in allowed:
             # DNS rebinding: a page on another name pointed at 127.0.0.1 must not drive us

@@ -242,7 +242,7 @@ async def _relay(request: web.Request, name: str, upstream: aiohttp.ClientRespon
         try:
             await out.prepare(request)
             if await _pump(request, upstream, out):
-                await out.write_eof()
+                await out.write_eof()  # a no-op when _pump has ended the answer with its last chunk
             elif not sse and request.transport is not None and not request.transport.is_closing():
                 # The upstream broke off mid-answer and the status is already sent: closing the connection
                 # without the last chunk is the only way left to tell the client its JSON is incomplete.
@@ -285,6 +285,11 @@ async def _pump(request: web.Request, upstream: aiohttp.ClientResponse, out: web
                     return False  # the client left a quiet stream: close the upstream one too
                 continue
             if not chunk:
+                return True
+            if upstream.content.at_eof():
+                # The answer's last bytes came with its end (a tool call's one SSE event, a JSON answer):
+                # one send, and the client reads its whole answer in one wake-up.
+                await out.write_eof(chunk)
                 return True
             await out.write(chunk)
     except ConnectionError:
