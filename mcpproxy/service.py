@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import os
 import secrets
@@ -289,10 +290,35 @@ def serve(config: Config, log_conf: dict[str, Any] | None = None,
         owned.close()
 
 
+#: "asyncio" runs the gateway on Python's own event loop (to tell a uvloop fault from ours); "uvloop" requires it.
+EVENT_LOOP_ENV = "MCPPROXY_EVENT_LOOP"
+
+
+def event_loop_kind() -> str:
+    """The gateway's loop: uvloop where it is installed (Linux, macOS) — a proxied MCP call costs the gateway
+    about a sixth less CPU on it (docs/benchmarks.md) — else asyncio's own (Windows). Asked before the actors
+    fork; uvloop is imported after, as the gateway is (they never need it)."""
+    wanted = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+    if wanted not in ("", "uvloop", "asyncio"):
+        raise ConfigError(f"{EVENT_LOOP_ENV}={wanted[:40]!r}: use 'uvloop' or 'asyncio', or leave it unset")
+    installed = importlib.util.find_spec("uvloop") is not None
+    if wanted == "uvloop" and not installed:
+        raise ConfigError(f"{EVENT_LOOP_ENV}=uvloop, but uvloop is not installed (pip install uvloop)")
+    return wanted or ("uvloop" if installed else "asyncio")
+
+
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind == "uvloop":
+        import uvloop
+        return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str, str | None] | None,
            owned: owner.Owned) -> int:
     from actors.system import start_actor_system, start_supervisor
 
+    loop_kind = event_loop_kind()
     api_key, key_source = resolve_api_key(config)
     data_key = load_data_key(config)
     for problem in config.problems:
@@ -325,8 +351,9 @@ def _serve(config: Config, log_conf: dict[str, Any] | None, overrides: dict[str,
         reloader.on_applied.append(lambda new: apply_config(app, new))
         app.cleanup_ctx.append(reloader.context)
 
-        loop = asyncio.new_event_loop()
+        loop = new_event_loop(loop_kind)
         asyncio.set_event_loop(loop)
+        log.debug("event loop: %s", loop_kind)
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)

@@ -10,6 +10,7 @@ standard library down macOS-only paths (e.g. urllib's `_scproxy`) that a real Ma
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -21,10 +22,12 @@ import pytest
 from click.testing import CliRunner
 
 from mcpproxy.cli.main import cli
-from mcpproxy.service import unsupported_platform
+from mcpproxy.config import ConfigError
+from mcpproxy.service import EVENT_LOOP_ENV, event_loop_kind, unsupported_platform
 from tests.harness import ROOT, make_service, wait_until
 from tests.mcpserver.control import MCPServerHandle
 from tests.oauthserver.control import OAuthServerHandle
+from tests.providers.test_discovery_habits import call_tool
 
 #: `mcpproxy` with a libc that has no prctl, as on macOS.
 WITHOUT_PRCTL = """
@@ -108,3 +111,52 @@ def test_serve_refuses_windows_with_a_sentence(platform: str, tmp_path: Path,
 @pytest.mark.parametrize("platform", ["linux", "darwin", "freebsd14"])
 def test_linux_macos_and_the_bsds_are_not_refused(platform: str) -> None:
     assert unsupported_platform(platform) is None
+
+
+# ---- the gateway's event loop ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("value", "kind"), [(None, "uvloop"), ("", "uvloop"), (" UVLOOP ", "uvloop"),
+                                             ("asyncio", "asyncio")])
+def test_the_gateway_runs_on_uvloop_unless_told_otherwise(value: str | None, kind: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    if value is None:
+        monkeypatch.delenv(EVENT_LOOP_ENV, raising=False)
+    else:
+        monkeypatch.setenv(EVENT_LOOP_ENV, value)
+    assert event_loop_kind() == kind
+
+
+def test_an_unknown_event_loop_is_refused_in_a_sentence(tmp_path: Path, mcp_server: MCPServerHandle) -> None:
+    svc = make_service(tmp_path / "svc", [{"name": "demo", "url": mcp_server.url, "protocol": "http", "oauth": {}}])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCPPROXY_")}
+    r = subprocess.run([sys.executable, "-m", "mcpproxy.cli.main", "serve", "--config", str(svc.config_path)],
+                       env={**env, EVENT_LOOP_ENV: "tokio"}, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        "mcpproxy: MCPPROXY_EVENT_LOOP='tokio': use 'uvloop' or 'asyncio', or leave it unset"), r.stderr
+
+
+def test_uvloop_asked_for_but_not_installed_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "uvloop" else real(name, *a))
+    monkeypatch.setenv(EVENT_LOOP_ENV, "uvloop")
+    with pytest.raises(ConfigError, match=r"MCPPROXY_EVENT_LOOP=uvloop, but uvloop is not installed"):
+        event_loop_kind()
+    monkeypatch.delenv(EVENT_LOOP_ENV)
+    assert event_loop_kind() == "asyncio"  # not asked for: Python's own loop, as on a platform without it
+
+
+@pytest.mark.parametrize(("value", "kind"), [(None, "uvloop"), ("asyncio", "asyncio")])
+def test_serve_logs_in_and_proxies_on_either_loop(value: str | None, kind: str, tmp_path: Path,
+                                                 mcp_server: MCPServerHandle, auth_server: OAuthServerHandle) -> None:
+    svc = make_service(tmp_path / "svc", [{"name": "demo", "url": mcp_server.url, "protocol": "http", "oauth": {}}])
+    if value is not None:
+        svc.extra_env[EVENT_LOOP_ENV] = value
+    svc.start()
+    try:
+        assert svc.login("demo")["oauth_status"] == "authenticated"
+        call_tool(svc, "demo")
+    finally:
+        assert svc.stop() == 0, svc.logs()[-3000:]
+    assert f"event loop: {kind}" in svc.logs()
