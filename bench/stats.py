@@ -47,9 +47,12 @@ class Table:
     rows: list[list[str]] = field(default_factory=list)
     met: bool | None = None  # None: no verdict (the figure did not run)
     notes: list[str] = field(default_factory=list)
+    reference: bool = False  # a figure to compare others with, which has no target of its own
 
     @property
     def verdict(self) -> str:
+        if self.reference:
+            return "reference" if self.rows else "not measured"
         return {True: "met", False: "MISSED", None: "not measured"}[self.met]
 
     def markdown(self) -> str:
