@@ -53,7 +53,9 @@ def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> Actor
 
     rehearse()  # the login path's one-time writes, done here once instead of in every TokenActor
     share_heap()  # children share the parent's pages instead of copying them (~5 MB PSS each, not ~18)
-    return ActorSystem(SYSTEM_BASE, {}, logDefs=log_defs or False)
+    # No logging config: Python's last-resort handler (warnings and errors to stderr) in the actors too.
+    # Thespian's own "no logging" (False) breaks on the first actor a child creates (4.0.1 calls .get on it).
+    return ActorSystem(SYSTEM_BASE, {}, logDefs=log_defs or {"version": 1, "disable_existing_loggers": False})
 
 
 def start_supervisor(asys: ActorSystem, config: Config, timeout: float = 60.0,
