@@ -54,6 +54,21 @@ def name_process(title: str) -> None:
         _PRCTL(15, title.encode()[:15], 0, 0, 0)  # PR_SET_NAME
 
 
+#: How often an idle actor's queue read wakes to look at flags a signal handler set (Thespian's
+#: QUEUE_CHECK_PERIOD, 2 s). Its mail and its wakeupAfter timers end that wait at once whatever the period;
+#: only a SIGTERM sent to the actor process itself waits for it (the service stops its actors by message), and
+#: a TokenActor has no children to notice dying. At 2 s, 1,000 idle TokenActors woke 500 times a second:
+#: 4.8 % of a core (docs/benchmarks.md, "1000 servers").
+IDLE_CHECK_PERIOD = 15
+
+
+def quiet_idle_wakeups() -> None:
+    """Called in a childless actor's own process, after the fork: the Supervisor and the admin keep 2 s."""
+    import thespian.system.transport.MultiprocessQueueTransport as mqt
+
+    mqt.QUEUE_CHECK_PERIOD = IDLE_CHECK_PERIOD  # type: ignore[attr-defined]
+
+
 class GuardedActor(ActorTypeDispatcher):
     """Wraps every receiveMsg_* handler of a subclass with `guarded`."""
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from thespian.actors import ActorExitRequest, WakeupMessage
 
-from actors.base import GuardedActor, name_process
+from actors.base import GuardedActor, name_process, quiet_idle_wakeups
 from actors.messages import (
     ClockJump,
     CompleteLogin,
@@ -70,6 +70,7 @@ class TokenActor(GuardedActor):
         if self.session is None:
             self.name = msg.server.name
             name_process(f"mcpproxy:{self.name}")
+            quiet_idle_wakeups()
             self.session = core.new_session(msg.server, msg.threshold, msg.redirect_uri)
             self._feed(self._load(msg.reason))
         else:

@@ -278,3 +278,31 @@ def test_login_cancels_a_refresh_in_flight(service, auth_server):
     wait_until(lambda: auth_server.counters()["revocations"] >= 2, 10, "the stale refresh's tokens revoked")
     st = service.status("demo")
     assert st["oauth_status"] == "authenticated" and st["refresh_count"] == 0
+
+
+def test_an_idle_token_actor_sleeps_until_its_timer_or_its_mail(service, auth_server):
+    """Thespian's queue read wakes every 2 s to look for a shutdown signal; a TokenActor waits 15 s
+    (actors/base.py IDLE_CHECK_PERIOD): at 1,000 servers those wake-ups were most of the idle CPU. Its timer
+    and its mail still wake it at once: the refresh at 80 % and a logout are on time."""
+    import psutil
+
+    auth_server.set_config(access_ttl=3600)
+    service.login("demo")
+    actor = psutil.Process(wait_until(lambda: [p for p in service.pids() if psutil.Process(p).name() == "mcpproxy:demo"],
+                                      5, "the TokenActor process named mcpproxy:demo")[0])
+    time.sleep(0.5)  # the login's last messages (status, event) settle
+    before = actor.num_ctx_switches().voluntary
+    time.sleep(6.5)  # three of Thespian's 2 s checks
+    woke = actor.num_ctx_switches().voluntary - before
+    assert woke <= 1, f"an idle TokenActor woke {woke} times in 6.5 s"
+    # Its timer: a 2 s token is refreshed at its 80 % mark, not 15 s late.
+    auth_server.set_config(access_ttl=2)
+    service.api("POST", "/api/v1/servers/demo/refresh")  # now, for a 2 s token
+    service.wait_status("demo", lambda s: s["refresh_count"] >= 3, 10, "two refreshes on their own timer")
+    late = [lateness(e) for e in auth_server.counters()["refresh_log"]
+            if e["result"] == "ok" and e["prev_expires_at"] - e["prev_issued_at"] <= 3]  # the 2 s tokens' refreshes
+    assert late and max(abs(x) for x in late) <= 0.5, late
+    # Its mail: a logout is answered at once, not at the next 15 s look.
+    started = time.monotonic()
+    assert service.api("POST", "/api/v1/servers/demo/logout").status_code == 200
+    assert time.monotonic() - started < 5.0
