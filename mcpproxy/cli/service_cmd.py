@@ -94,8 +94,9 @@ ExecStart={exec_start}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=5
-# The actor processes live in the service's cgroup: stopping it stops them all.
-KillMode=control-group
+# SIGTERM to serve alone: it lets the refreshes in flight finish and stores their rotated tokens, then
+# stops every actor itself. Whatever is left once it has exited gets SIGKILL (the actors share its cgroup).
+KillMode=mixed
 TimeoutStopSec=30
 Environment=PYTHONUNBUFFERED=1
 

@@ -43,7 +43,7 @@ def test_systemd_unit_is_written_verified_and_removed(home: Path) -> None:
     assert "systemctl --user enable --now mcpproxy.service" in out
     assert config.exists(), "install creates a default config when there is none"
     text = unit.read_text()
-    for line in ("Type=notify", "Restart=on-failure", "KillMode=control-group", "WantedBy=default.target"):
+    for line in ("Type=notify", "Restart=on-failure", "KillMode=mixed", "WantedBy=default.target"):
         assert line in text.splitlines()
     exec_start = next(x for x in text.splitlines() if x.startswith("ExecStart="))
     exe = service_cmd.executable()
