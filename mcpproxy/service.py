@@ -295,9 +295,9 @@ EVENT_LOOP_ENV = "MCPPROXY_EVENT_LOOP"
 
 
 def event_loop_kind() -> str:
-    """The gateway's loop: uvloop where it is installed (Linux, macOS) — a proxied MCP call costs the gateway
-    about a sixth less CPU on it (docs/benchmarks.md) — else asyncio's own (Windows). Asked before the actors
-    fork; uvloop is imported after, as the gateway is (they never need it)."""
+    """The gateway's loop: uvloop (a dependency) — a proxied MCP call costs the gateway about a sixth less CPU
+    on it (docs/architecture.md "Pass-through") — else asyncio's own, where a packager left uvloop out. Asked
+    before the actors fork; uvloop is imported after, as the gateway is (they never need it)."""
     wanted = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
     if wanted not in ("", "uvloop", "asyncio"):
         raise ConfigError(f"{EVENT_LOOP_ENV}={wanted[:40]!r}: use 'uvloop' or 'asyncio', or leave it unset")
