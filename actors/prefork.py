@@ -20,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import multiprocessing.util
 import sys
 from types import CodeType
 
@@ -93,3 +94,26 @@ def share_heap() -> None:
         log.warning("could not make the shared heap immortal (%s: %s); each actor will use more memory",
                     type(e).__name__, e)
     gc.freeze()
+
+
+def after_fork_baseline() -> frozenset[object]:
+    """The entries of multiprocessing's after-fork registry before this actor creates its first child."""
+    registry = getattr(multiprocessing.util, "_afterfork_registry", None)
+    return frozenset(registry.keys()) if registry is not None else frozenset()
+
+
+def forget_children_queues(baseline: frozenset[object]) -> int:
+    """Before an actor forks another child: its earlier children's queues leave multiprocessing's after-fork
+    registry, which every new child runs through at birth (a Queue and its three semaphores re-made in the
+    child, ~5 kB copied per earlier sibling). A child never uses them: Thespian gives it a transport of its
+    own with only its queue, its parent's and the admin's. The parent itself never reads the registry
+    (it is for its children), so its queues keep working. Returns how many entries left; 0 where the
+    registry is not there (another interpreter)."""
+    registry = getattr(multiprocessing.util, "_afterfork_registry", None)
+    if registry is None:
+        return 0
+    stale = [key for key in list(registry.keys()) if key not in baseline]
+    for key in stale:
+        registry.pop(key, None)
+    return len(stale)
+

@@ -36,7 +36,7 @@ from actors.messages import (
     StatusUpdate,
 )
 from actors.oauth_worker import OAuthWorker
-from actors.prefork import share_heap
+from actors.prefork import after_fork_baseline, forget_children_queues, share_heap
 from actors.token_actor import TokenActor
 from mcpproxy.config import Config, ServerConfig
 from mcpproxy.sealing import DataKey, Sealer
@@ -67,6 +67,8 @@ class Supervisor(GuardedActor):
         self.clock_offset = 0.0
         self.service_pid = 0
         self.data_key: DataKey | None = None
+        #: multiprocessing's after-fork registry before our first child (actors/prefork.py).
+        self.fork_baseline: frozenset[object] | None = None
         #: A clean stop in progress: who asked, and the TokenActors it still waits for.
         self.draining: tuple[list[Any], list[Any]] | None = None
 
@@ -81,13 +83,21 @@ class Supervisor(GuardedActor):
         if sealed:
             compact(msg.config.data_dir)
         share_heap()  # our children are forked from here: share, don't copy
-        self.hub = self.createActor(EventHub)
-        self.worker = self.createActor(OAuthWorker)
+        self.hub = self._create(EventHub)
+        self.worker = self._create(OAuthWorker)
         for server in msg.config.servers:
             self._add(server, "start")
         self.clock_offset = time.time() - time.monotonic()
         self.wakeupAfter(timedelta(seconds=CLOCK_TICK), payload="clock")
         self.send(sender, Started(self.hub, dict(self.actors), note, self.actors_version))
+
+    def _create(self, actor_class: type) -> Any:
+        """createActor, after our earlier children's queues left multiprocessing's after-fork registry: at
+        1,000 servers each TokenActor re-made the queues of the ~500 forked before it (actors/prefork.py)."""
+        if self.fork_baseline is None:
+            self.fork_baseline = after_fork_baseline()
+        forget_children_queues(self.fork_baseline)
+        return self.createActor(actor_class)
 
     def _configure(self, addr: Any, server: ServerConfig, reason: str) -> None:
         assert self.config is not None
@@ -97,7 +107,7 @@ class Supervisor(GuardedActor):
     def _add(self, server: ServerConfig, reason: str) -> None:
         self.servers[server.name] = server
         if server.is_oauth and server.enabled:
-            addr = self.createActor(TokenActor)
+            addr = self._create(TokenActor)
             self.actors[server.name] = addr
             self.actors_version += 1
             self._configure(addr, server, reason)
@@ -179,9 +189,9 @@ class Supervisor(GuardedActor):
             what = "worker" if dead == self.worker else "hub"
             log.error("the %s stopped; starting a new one", "OAuth worker" if what == "worker" else "event hub")
             if what == "worker":
-                self.worker = self.createActor(OAuthWorker)
+                self.worker = self._create(OAuthWorker)
             else:
-                self.hub = self.createActor(EventHub)
+                self.hub = self._create(EventHub)
             for name, addr in self.actors.items():
                 self._configure(addr, self.servers[name], f"{what}_restarted")
             return
@@ -201,7 +211,7 @@ class Supervisor(GuardedActor):
             return
         recent.append(now)
         log.warning("server=%s its actor stopped; restarting it with its stored state", name)
-        addr = self.createActor(TokenActor)
+        addr = self._create(TokenActor)
         self.actors[name] = addr
         self.actors_version += 1
         self._configure(addr, self.servers[name], "actor_restarted")

@@ -4,7 +4,7 @@
 what `mcpproxy serve` imports, starts the actor system through the service's own
 `actors.system.start_actor_system` (same pre-fork imports, malloc setting, rehearsal and `share_heap()`), then
 creates one top-level `FloorParent` that — like the Supervisor — runs `share_heap()` and forks N `Idle`
-children. Each child names its process `mcpproxy-idle`, answers one ping, and then does nothing: what
+children, each after its earlier siblings' queues left the after-fork registry (`forget_children_queues`). Each child names its process `mcpproxy-idle`, answers one ping, and then does nothing: what
 it costs is what any actor of this shape costs before it holds a single server.
 """
 
@@ -55,12 +55,14 @@ class FloorParent(ActorTypeDispatcher):
 
     def receiveMsg_Spawn(self, msg: Spawn, sender: Any) -> None:
         from actors.base import name_process
-        from actors.prefork import share_heap
+        from actors.prefork import after_fork_baseline, forget_children_queues, share_heap
 
         name_process("mcpproxy-sup")
         share_heap()
         self.asker, self.waiting = sender, msg.n
+        baseline = after_fork_baseline()
         for _ in range(msg.n):
+            forget_children_queues(baseline)  # as the Supervisor does before each fork
             self.send(self.createActor(Idle), Ping())
 
     def receiveMsg_Ping(self, msg: Ping, sender: Any) -> None:

@@ -68,3 +68,32 @@ def test_a_service_started_with_an_immortal_heap_still_collects_what_it_makes_la
         print(gone() is None)
     """)
     assert out == "True"
+
+
+def test_a_child_is_born_without_re_making_its_siblings_queues_and_its_own_queue_works() -> None:
+    out = run("""
+        import multiprocessing as mp
+        import multiprocessing.util as util
+        from actors.prefork import after_fork_baseline, forget_children_queues
+
+        ctx = mp.get_context("fork")
+        baseline = after_fork_baseline()
+        siblings = [ctx.Queue() for _ in range(3)]  # the queues of children forked earlier
+        for q in siblings:
+            q.put("to a sibling")
+            q.get(timeout=5)
+        forgotten = forget_children_queues(baseline)
+        own = ctx.Queue()  # made for the next child (Thespian's prepEndpoint), after the forgetting
+        own_entries = len(util._afterfork_registry) - len(baseline)
+
+        def child(q):
+            q.put(("born", len(util._afterfork_registry)))
+
+        p = ctx.Process(target=child, args=(own,))
+        p.start()
+        said, entries = own.get(timeout=10)
+        p.join(10)
+        siblings[0].put("the parent still uses them")
+        print(forgotten >= 3, said, entries == len(baseline) + own_entries, siblings[0].get(timeout=5))
+    """)
+    assert out == "True born True the parent still uses them", out
