@@ -68,6 +68,7 @@ class ThousandRun:
     fd_soft: int = 0
     fd_hard: int = 0
     fds: dict[str, int] = field(default_factory=dict)  # open descriptors, by role (the largest process)
+    pss_roles: dict[str, list[int]] = field(default_factory=dict)  # PSS bytes of each process, by role
     notes: list[str] = field(default_factory=list)
 
 
@@ -135,6 +136,31 @@ def fds_by_role(f: Fleet) -> dict[str, int]:
     return out
 
 
+def pss_by_role(f: Fleet) -> dict[str, list[int]]:
+    assert f.svc.proc is not None
+    out: dict[str, list[int]] = {}
+    for pid in f.svc.pids():
+        try:
+            p = psutil.Process(pid)
+            out.setdefault(role_of(p, f.svc.proc.pid), []).append(p.memory_full_info().pss)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+def pss_text(roles: dict[str, list[int]]) -> str:
+    parts = []
+    for role in ROLES:
+        sizes = sorted(roles.get(role, []))
+        if not sizes:
+            continue
+        text = f"{role} {mb(sum(sizes))}"
+        if len(sizes) > 1:
+            text += f" ({len(sizes)} processes, median {mb(sizes[len(sizes) // 2])} each)"
+        parts.append(text)
+    return ", ".join(parts)
+
+
 def log_in_all(f: Fleet) -> float:
     began = time.monotonic()
     f.login_all()
@@ -162,6 +188,7 @@ def measure(plan: Plan) -> ThousandRun:
         time.sleep(min(10.0, plan.idle))  # let the start's probes and events settle
         run.idle_cpu = cpu_over(f, plan.idle)
         run.pss, run.processes = pss_of(f.svc.pids())
+        run.pss_roles = pss_by_role(f)
         run.fds = fds_by_role(f)
         print(f"   idle CPU {run.idle_cpu['total']:.1f} % of one core; PSS {run.pss / 2**20:.0f} MB", flush=True)
         lateness_phase(f, plan, run)
@@ -249,6 +276,8 @@ def tables(run: ThousandRun) -> list[Table]:
     row("PSS per server (total / servers)", f"{mb(per)} MB", f"≤ {PSS_TARGET / 2**20:g} MB", per <= PSS_TARGET)
     sizes.met = all(verdicts) if verdicts else None
     sizes.notes.append("Idle CPU by kind of process, % of one core: " + cpu_text(run.idle_cpu) + ".")
+    if run.pss_roles:
+        sizes.notes.append("PSS by kind of process, MB, idle: " + pss_text(run.pss_roles) + ".")
     sizes.notes.append(f"Open-file limit of the runner: soft {run.fd_soft}, hard {run.fd_hard}; most descriptors "
                        "open in one process of each kind: " + ", ".join(f"{k} {v}" for k, v in run.fds.items())
                        + ". The Supervisor holds every child's queue (pipe ends and a semaphore each), so its "
