@@ -187,8 +187,6 @@ def table(runs: list[OverheadRun], error: str | None = None) -> Table:
                    "calls each way after a warm-up), with N servers configured and one logged in. 1,000 calls "
                    "each way: a p99 of 400 is the 4th-slowest call, and moved by 2 ms between identical runs.")
     t.notes.append("The gateway's own share (docs/architecture.md 'Pass-through'): it runs on uvloop, formats each "
-                   "access line once and weighs its log file with one fstat. Side by side in one run these took "
-                   "its CPU per call from ~1.3 to ~1.05 ms; a bare aiohttp relay (no middleware, no log) costs "
-                   "~0.9 ms on this machine, and the MCP SDK client opens a new connection for every call, "
-                   "direct or not.")
+                   "access line once and weighs its log file with one fstat; the next table puts a bare aiohttp "
+                   "relay in its place. The MCP SDK client opens a new connection for every call, direct or not.")
     return t
