@@ -8,28 +8,15 @@ interpreter, since starting one forks the process that starts it.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.actors.fresh import run_fresh
 
 RUN = """
-import json, sys
-from pathlib import Path
 from actors.messages import GetActors, Reload
 from actors.system import start_actor_system, start_supervisor
-from mcpproxy.config import load_config
 from mcpproxy.gateway.bridge import ActorBridge
 from mcpproxy.logs import setup_logging
-
-tmp = Path(sys.argv[1])
-def config(*names):
-    path = tmp / "config.json"
-    path.write_text(json.dumps({"mcpServers": [
-        {"name": n, "url": "http://127.0.0.1:9/mcp", "protocol": "http", "oauth": {}} for n in names]}))
-    return load_config(path, data_dir=str(tmp / "data"))
 
 first = config("alpha")
 asys = start_actor_system(first, setup_logging("INFO", "text", tmp / "mcpproxy.log"))
@@ -49,7 +36,5 @@ finally:
 
 
 def test_an_answer_heard_late_never_undoes_a_reload(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(RUN), str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.split("\n")[:4] == ["True", "True", "False", "['alpha', 'beta']"], run.stdout + run.stderr[-2000:]
+    lines, stderr = run_fresh(RUN, tmp_path)
+    assert lines[:4] == ["True", "True", "False", "['alpha', 'beta']"], lines + [stderr[-2000:]]

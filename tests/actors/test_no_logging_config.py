@@ -7,27 +7,17 @@ passes an empty logging config instead. In a fresh interpreter, since starting o
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.actors.fresh import run_fresh
 
 RUN = """
-import json, sys
-from pathlib import Path
 from actors.system import start_actor_system, start_supervisor
-from mcpproxy.config import load_config
 
-tmp = Path(sys.argv[1])
-path = tmp / "config.json"
-path.write_text(json.dumps({"mcpServers": [
-    {"name": n, "url": "http://127.0.0.1:9/mcp", "protocol": "http", "oauth": {}} for n in ("alpha", "beta")]}))
-config = load_config(path, data_dir=str(tmp / "data"))
-asys = start_actor_system(config, None)
+first = config("alpha", "beta")
+asys = start_actor_system(first, None)
 try:
-    sup, started = start_supervisor(asys, config)
+    sup, started = start_supervisor(asys, first)
     print(sorted(started.actors))
 finally:
     asys.shutdown()
@@ -35,8 +25,6 @@ finally:
 
 
 def test_the_supervisor_starts_its_actors_with_no_logging_config(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-c", textwrap.dedent(RUN), str(tmp_path)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.splitlines()[:1] == ["['alpha', 'beta']"], run.stdout + run.stderr[-2000:]
-    assert "has no attribute" not in run.stderr, run.stderr[-2000:]
+    lines, stderr = run_fresh(RUN, tmp_path)
+    assert lines[:1] == ["['alpha', 'beta']"], lines + [stderr[-2000:]]
+    assert "has no attribute" not in stderr, stderr[-2000:]
