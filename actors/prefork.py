@@ -107,8 +107,8 @@ def forget_children_queues(baseline: frozenset[object]) -> int:
     registry, which every new child runs through at birth (a Queue and its three semaphores re-made in the
     child, ~5 kB copied per earlier sibling). A child never uses them: Thespian gives it a transport of its
     own with only its queue, its parent's and the admin's. The parent itself never reads the registry
-    (it is for its children), so its queues keep working. Returns how many entries left; 0 where the
-    registry is not there (another interpreter)."""
+    (it is for its children), so its queues keep working. Returns how many entries it removed (none where
+    the registry is not there: another interpreter)."""
     registry = getattr(multiprocessing.util, "_afterfork_registry", None)
     if registry is None:
         return 0
