@@ -19,6 +19,7 @@ import aiohttp
 from aiohttp import web
 
 PASSED = ("accept", "content-type")
+CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 
 def main() -> int:
@@ -60,8 +61,6 @@ def main() -> int:
     web.run_app(app, sock=sock, access_log=None, print=None, loop=loop)
     return 0
 
-
-CLIENT = web.AppKey("client", aiohttp.ClientSession)
 
 if __name__ == "__main__":
     raise SystemExit(main())
