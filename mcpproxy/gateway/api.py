@@ -22,6 +22,7 @@ from actors.messages import (
 )
 from mcpproxy import __version__
 from mcpproxy.config import ServerConfig
+from mcpproxy.gateway.bridge import ActorUnavailable
 from mcpproxy.gateway.lease import LEASES, cutting
 from mcpproxy.gateway.redirect_listener import REDIRECTS
 from mcpproxy.gateway.shared import (
@@ -139,8 +140,16 @@ async def server(request: web.Request) -> web.Response:
     srv = _server(request)
     bridge = request.app[BRIDGE]
     if srv.name in bridge.actors:
-        status = await bridge.ask_server(srv.name, GetStatus())
-        return ok({**status, **gateway_fields(request.app, srv.name)} if isinstance(status, dict) else status)
+        try:
+            status = await bridge.ask_server(srv.name, GetStatus())
+        except ActorUnavailable:
+            if srv.name in bridge.actors:
+                raise
+            # A reload stopped its actor while we asked (disabled, or no longer OAuth): the config it runs
+            # now says what the server is.
+            srv = _server(request)
+        else:
+            return ok({**status, **gateway_fields(request.app, srv.name)} if isinstance(status, dict) else status)
     return ok({**static_status(srv), **gateway_fields(request.app, srv.name)})
 
 
