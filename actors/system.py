@@ -36,11 +36,26 @@ def become_subreaper() -> None:
         pass
 
 
+def _envelope_identity(envelope: Any) -> str:
+    return f"ReceiveEnvelope(from: {envelope.sender}, {type(envelope.message).__name__})"
+
+
+def _intent_identity(intent: Any) -> str:
+    return f"TransmitIntent({intent.targetAddr}, {type(intent.message).__name__})"
+
+
 def tune_thespian() -> None:
+    import thespian.system.transport as transport
     import thespian.system.transport.MultiprocessQueueTransport as mqt
 
     mqt.MAX_ACTOR_QUEUESIZE = ACTOR_QUEUE_DEPTH  # type: ignore[attr-defined]
     mqt.MAX_ADMIN_QUEUESIZE = ADMIN_QUEUE_DEPTH  # type: ignore[attr-defined]
+    # Thespian describes every message it sends and receives — str() of the message, its address, its
+    # timers — for a DEBUG line its log level then drops: a repr of every status event in every actor, and
+    # large temporary strings a forked actor writes into pages it shared. It also puts a message's text in
+    # the ERROR line of an undeliverable one, and a message may carry a token. Type and address only.
+    transport.ReceiveEnvelope.identify = _envelope_identity  # type: ignore[method-assign]
+    transport.TransmitIntent.identify = _intent_identity  # type: ignore[method-assign]
 
 
 def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> ActorSystem:
