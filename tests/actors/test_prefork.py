@@ -97,3 +97,43 @@ def test_a_child_is_born_without_re_making_its_siblings_queues_and_its_own_queue
         print(forgotten >= 3, said, entries == len(baseline) + own_entries, siblings[0].get(timeout=5))
     """)
     assert out == "True born True the parent still uses them", out
+
+
+def test_after_fill_pools_new_small_objects_never_land_in_the_parents_holes() -> None:
+    out = run("""
+        from actors.prefork import fill_pools, pool_holes
+        made = [bytes(31) for _ in range(4000)]  # 64-byte blocks
+        freed = {id(b) for b in made[::2]}
+        del made[::2]  # half of them freed: holes all through those pools
+        filled = fill_pools(pool_holes())
+        later = [bytes(31) for _ in range(500)]
+        print(filled >= len(freed), sum(id(b) in freed for b in later))
+    """)
+    assert out == "True 0"
+
+
+def test_after_drain_malloc_bins_new_blocks_never_land_in_the_parents_free_chunks() -> None:
+    out = run("""
+        import ctypes
+        from actors.prefork import DRAIN_MAX, _free_chunks, drain_malloc_bins
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        blocks = [libc.malloc(600) for _ in range(400)]
+        freed = set(blocks[::2])
+        for p in blocks[::2]:
+            libc.free(ctypes.c_void_p(p))  # 200 free chunks of 608 bytes between live ones: holes
+        drain_malloc_bins()
+        later = [libc.malloc(600) for _ in range(100)]
+        small_left = sum(count for size, count in _free_chunks(libc) if size <= DRAIN_MAX)
+        print(sum(p in freed for p in later), small_left < 20)
+    """)
+    assert out == "0 True"
+
+
+def test_share_heap_fills_and_drains_before_it_freezes() -> None:
+    out = run("""
+        from actors import prefork
+        prefork.share_heap()
+        print(len(prefork._FILLERS) > 0, len(prefork._HELD) > 0)
+    """)
+    assert out == "True True"
