@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.fleet import bench_service  # noqa: E402
 from bench.passthrough import session  # noqa: E402
 from bench.stats import Summary, Table, ms  # noqa: E402
-from tests.harness import make_service  # noqa: E402
 from tests.mcpserver.control import obtain_token, start_mcp_server  # noqa: E402
 from tests.oauthserver.control import start_oauth_server  # noqa: E402
 
@@ -110,7 +110,7 @@ async def measure_async(proxy: str, mcp_url: str, token: str, calls: int) -> lis
 def measure(calls: int) -> list[Pair]:
     with tempfile.TemporaryDirectory(prefix="mcpproxy-bench-") as tmp, \
             start_oauth_server(access_ttl=3600) as auth, start_mcp_server(auth.base_url, name="bench") as mcp:
-        svc = make_service(Path(tmp), [
+        svc = bench_service(Path(tmp), [
             {"name": "http", "url": mcp.url, "protocol": "http", "oauth": {}},
             {"name": "stdio", "protocol": "stdio", "command": sys.executable,
              "args": ["-m", "tests.stdioserver", "--name", "stdio"], "working_dir": str(ROOT)},
@@ -143,7 +143,10 @@ def table(pairs: list[Pair], error: str | None = None) -> Table:
                    "one run. Direct HTTP uses a token of its own; direct stdio runs its own copy of the server. "
                    "Via /mcp, an HTTP call takes its token from the gateway's lease (as the pass-through does) "
                    "and is relayed by the SDK client session the gateway holds to that server: the SDK's server "
-                   "and its ASGI adapter are most of the added time (the stdio row has no token in it).")
+                   "and its ASGI adapter are most of the added time (the stdio row has no token in it). The "
+                   "service runs at its default log level (INFO); at the test harness's DEBUG, httpcore's ~10 "
+                   "lines per upstream call were a tenth of the gateway's CPU (py-spy), so earlier runs of this "
+                   "table measured logging too.")
     return t
 
 

@@ -66,9 +66,14 @@ def server_configs(names: list[str], mcp_url: str) -> list[dict[str, Any]]:
     return [{"name": name, "url": mcp_url, "protocol": "http", "oauth": {}} for name in names]
 
 
-def new_service(data_dir: Path, names: list[str], mcp_url: str) -> BenchService:
-    base = make_service(data_dir, server_configs(names, mcp_url))
+def bench_service(data_dir: Path, servers: list[dict[str, Any]]) -> BenchService:
+    """The harness's service for these servers (config, port, API key), run at a user's log level."""
+    base = make_service(data_dir, servers)
     return BenchService(data_dir=base.data_dir, config_path=base.config_path, port=base.port, api_key=base.api_key)
+
+
+def new_service(data_dir: Path, names: list[str], mcp_url: str) -> BenchService:
+    return bench_service(data_dir, server_configs(names, mcp_url))
 
 
 @dataclass

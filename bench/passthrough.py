@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.harness import make_service  # noqa: E402
+from bench.fleet import bench_service  # noqa: E402
 from tests.mcpserver.control import obtain_token, start_mcp_server  # noqa: E402
 from tests.oauthserver.control import start_oauth_server  # noqa: E402
 
@@ -80,7 +80,7 @@ def main() -> int:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="mcpproxy-bench-") as tmp, \
             start_oauth_server(access_ttl=3600) as auth, start_mcp_server(auth.base_url, name="bench") as mcp:
-        svc = make_service(Path(tmp), [{"name": "bench", "url": mcp.url, "protocol": "http", "oauth": {}}])
+        svc = bench_service(Path(tmp), [{"name": "bench", "url": mcp.url, "protocol": "http", "oauth": {}}])
         svc.start()
         try:
             svc.login("bench")
