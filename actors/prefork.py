@@ -180,9 +180,11 @@ def drain_malloc_bins() -> int:
     chunks it keeps were free memory of the parent already. Where there is no glibc, nothing happens."""
     try:
         libc = ctypes.CDLL(None)
-        malloc, info = libc.malloc, libc.malloc_info  # noqa: F841 — both glibc, or neither
-    except (OSError, AttributeError):
+    except OSError:
         return 0
+    if not hasattr(libc, "malloc_info"):  # not glibc
+        return 0
+    malloc = libc.malloc
     malloc.restype = ctypes.c_void_p
     before = len(_HELD)
     for size in range(32, TCACHE_MAX + 1, 16):  # a chunk of `size` holds size - 8 bytes
