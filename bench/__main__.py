@@ -93,7 +93,7 @@ def run_logout(sizes: list[int], quick: bool) -> list[Table]:
 def run_passthrough(sizes: list[int], quick: bool) -> list[Table]:
     if not (ROOT / "bench" / "passthrough.py").exists():
         return [overhead.table([], error="bench/passthrough.py is not in this tree yet")]
-    calls = 20 if quick else 1000
+    calls = 20 if quick else 2000
     return [overhead.table([overhead.measure(n, calls) for n in (sizes if quick else [1, *sizes])]),
             overhead.floor_table(overhead.measure_floor(calls))]
 

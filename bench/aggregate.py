@@ -4,7 +4,7 @@
 
 Starts the test authorization server, the test MCP server (OAuth), and `mcpproxy serve` with it and a stdio
 test server (tests/stdioserver), logs in, then times the same SDK call side by side in one run, alternating
-blocks after a warm-up: for the HTTP server, direct (with a token of its own) vs `/mcp` (`http__echo`); for the
+calls after a warm-up: for the HTTP server, direct (with a token of its own) vs `/mcp` (`http__echo`); for the
 stdio server, an SDK client running its own copy of the server vs `/mcp` (`stdio__echo`, through mcpproxy's
 child). Prints median and p99 of each and the added latency.
 """
@@ -30,12 +30,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.fleet import bench_service  # noqa: E402
-from bench.passthrough import session  # noqa: E402
+from bench.passthrough import BLOCK, session  # noqa: E402
 from bench.stats import Summary, Table, ms  # noqa: E402
 from tests.mcpserver.control import obtain_token, start_mcp_server  # noqa: E402
 from tests.oauthserver.control import start_oauth_server  # noqa: E402
 
-BLOCK = 20
 WARMUP = 20
 TARGET = 0.002
 
@@ -139,7 +138,7 @@ def table(pairs: list[Pair], error: str | None = None) -> Table:
     t.met = all(verdicts) if verdicts else None
     if error:
         t.notes.append(f"Not measured: {error}")
-    t.notes.append("The MCP SDK client, one session each way, alternating blocks of 20 calls after a warm-up, in "
+    t.notes.append("The MCP SDK client, one session each way, alternating calls after a warm-up, in "
                    "one run. Direct HTTP uses a token of its own; direct stdio runs its own copy of the server. "
                    "Via /mcp, an HTTP call takes its token from the gateway's lease (as the pass-through does) "
                    "and is relayed by the SDK client session the gateway holds to that server: the SDK's server "
