@@ -10,7 +10,7 @@ PYTHON  := $(shell for p in python3.12 $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/ve
 PYVER   := $(shell $(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 STAMP   := $(VENV)/.installed-$(PYVER)
 
-.PHONY: install run test lint unit e2e fuzz bench bench-1000 demo chromium keyring clean
+.PHONY: install run test lint unit e2e fuzz bench bench-1000 bench-soak demo chromium keyring clean
 
 install: $(STAMP) $(WEBUI)
 
@@ -59,6 +59,10 @@ bench: install
 # One service with 1,000 OAuth servers (about 10 GB of RAM, 6–15 minutes); writes its own section of docs/benchmarks.md.
 bench-1000: install
 	$(PY) -m bench.thousand
+
+# Five servers refreshing every 0.8 s for ten minutes: does a TokenActor's memory level off? Writes its own section.
+bench-soak: install
+	$(PY) -m bench.soak
 
 demo: install
 	$(PY) -m tests.demo

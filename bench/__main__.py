@@ -21,9 +21,9 @@ from pathlib import Path
 
 import psutil
 
-from bench import aggregate, logout, memory, overhead, refresh, sse, startup, thousand
+from bench import aggregate, logout, memory, overhead, refresh, soak, sse, startup, thousand
 from bench.fleet import shared_backends
-from bench.stats import Table
+from bench.stats import Table, kept_sections
 
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES = ("refresh", "memory", "startup", "logout", "passthrough", "aggregate")
@@ -159,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if not out.is_absolute():
         out = Path.cwd() / out
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = ""  # the 1,000-server section (make bench-1000) is kept as it was
-    if out.exists() and thousand.BEGIN in (old := out.read_text()) and thousand.END in old:
-        kept = "\n" + thousand.BEGIN + old.split(thousand.BEGIN, 1)[1].split(thousand.END, 1)[0] + thousand.END + "\n"
+    # The sections make bench-1000 and make bench-soak write are kept as they were.
+    kept = kept_sections(out.read_text(), [(thousand.BEGIN, thousand.END), (soak.BEGIN, soak.END)]) \
+        if out.exists() else ""
     out.write_text(render(tables, command, took) + kept)
     missed = [t.title for t in tables if t.met is False]
     print(f"\nwrote {out} in {took / 60:.1f} min; " + (f"MISSED: {'; '.join(missed)}" if missed else "every target met"))

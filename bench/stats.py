@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -73,3 +75,28 @@ class Table:
         out += ["   " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in self.rows]
         out += [f"   * {n}" for n in self.notes]
         return "\n".join(out)
+
+
+def write_section(out: Path, markers: tuple[str, str], heading: str, command: str, took: float,
+                  tables: list[Table]) -> None:
+    """Replaces one separately run section of the report (or appends it), leaving the other figures alone."""
+    begin, end = markers
+    block = "\n".join([begin, "", f"# {heading}", "",
+                       f"`{command}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {took / 60:.1f} min.",
+                       "", *(t.markdown() for t in tables), end])
+    text = out.read_text() if out.exists() else ""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    out.write_text(text)
+
+
+def kept_sections(text: str, markers: Sequence[tuple[str, str]]) -> str:
+    """The separately run sections of an old report (each between its markers), to carry over when rewriting it."""
+    kept = ""
+    for begin, end in markers:
+        if begin in text and end in text.split(begin, 1)[1]:
+            kept += "\n" + begin + text.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    return kept

@@ -26,7 +26,7 @@ import psutil
 
 from bench.fleet import Fleet, fleet, pss_of
 from bench.refresh import lateness_of
-from bench.stats import Summary, Table, mb, ms
+from bench.stats import Summary, Table, mb, ms, write_section
 
 BEGIN = "<!-- bench-1000: written by `python -m bench.thousand` (make bench-1000) -->"
 END = "<!-- /bench-1000 -->"
@@ -293,20 +293,6 @@ def cpu_text(pct: dict[str, float]) -> str:
            f"on {os.cpu_count()} cores)"
 
 
-def write(out: Path, tabs: list[Table], command: str, took: float) -> None:
-    """Replaces the 1,000-server section of the report (or appends one), leaving the other figures alone."""
-    block = "\n".join([BEGIN, "", f"# {tabs[1].title.split(':')[0]}", "",
-                       f"`{command}` — {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {took / 60:.1f} min.",
-                       "", *(t.markdown() for t in tabs), END])
-    text = out.read_text() if out.exists() else ""
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    out.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.thousand", description=__doc__.split("\n")[0])
     ap.add_argument("--servers", type=int, default=None, help="default 1000 (20 with --quick)")
@@ -323,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     for t in tabs:
         print(t.text(), flush=True)
     out = Path(args.out)
-    write(out if out.is_absolute() else Path.cwd() / out, tabs, command, time.monotonic() - began)
+    write_section(out if out.is_absolute() else Path.cwd() / out, (BEGIN, END), tabs[1].title.split(':')[0], command,
+                  time.monotonic() - began, tabs)
     print(f"wrote {out}; lateness samples {len(run.lateness)}, median {statistics.median(run.lateness) * 1000:.1f} ms"
           if run.lateness else f"wrote {out}; no lateness samples")
     return 0

@@ -10,10 +10,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench import floor, memory
+from bench import floor, memory, soak, thousand
 from bench.__main__ import main
 from bench.refresh import lateness_of
-from bench.stats import Summary, Table, percentile
+from bench.stats import Summary, Table, kept_sections, percentile, write_section
 
 FIGURE_TITLES = ("Refresh lateness", "SSE delivery", "Memory", "Memory of one TokenActor", "Startup to ready",
                  "Logout latency", "Pass-through overhead", "Aggregated /mcp")
@@ -74,3 +74,27 @@ def test_quick_run_writes_every_figure(tmp_path: Path, capsys: pytest.CaptureFix
     assert "python -m bench --quick --sizes 3" in doc
     # Every figure produced real numbers at N=3 (the verdicts themselves depend on the machine).
     assert "| 3 | 0 |" not in doc
+
+
+def test_separately_run_sections_survive_a_rewrite(tmp_path: Path) -> None:
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\nold figures\n")
+    first = Table(title="First", target="t", headers=["a"], rows=[["1"]], met=True)
+    write_section(out, (thousand.BEGIN, thousand.END), "1000 servers", "cmd one", 60, [first])
+    write_section(out, (soak.BEGIN, soak.END), "Memory over a long run", "cmd two", 60, [first])
+    again = Table(title="Second", target="t", headers=["a"], rows=[["2"]], met=True)
+    write_section(out, (thousand.BEGIN, thousand.END), "1000 servers", "cmd three", 60, [again])
+    text = out.read_text()
+    assert "old figures" in text and "cmd one" not in text and "cmd three" in text and "cmd two" in text
+    kept = kept_sections(text, [(thousand.BEGIN, thousand.END), (soak.BEGIN, soak.END)])
+    assert "old figures" not in kept and "## Second" in kept and "cmd two" in kept
+
+
+@pytest.mark.timeout(120)
+def test_soak_reads_the_actors_while_they_refresh() -> None:
+    run = soak.measure(2, minutes=0.1, ttl=1, every=2)  # three readings, two seconds apart
+    assert len(run.readings) == 3 and run.failed == 0
+    assert run.readings[-1].refreshes > run.readings[0].refreshes > 0
+    assert all(r.actor.private > 0 and r.actor.pss > 0 for r in run.readings)
+    t = soak.table(run)
+    assert len(t.rows) == 3 and t.met is not None and "per 100 refreshes" in t.notes[0]
