@@ -82,7 +82,8 @@ def run_memory(sizes: list[int], quick: bool) -> list[Table]:
 
 
 def run_startup(sizes: list[int], quick: bool) -> list[Table]:
-    return [startup.table(startup.measure(sizes, 2 if quick else 5))]
+    return [startup.table(startup.measure(sizes, 2 if quick else 5)),
+            startup.overdue_table([startup.measure_overdue(n) for n in sizes])]
 
 
 def run_logout(sizes: list[int], quick: bool) -> list[Table]:
