@@ -7,6 +7,7 @@ from typing import Any
 
 from thespian.actors import ActorSystem
 
+from actors.feeders import use_idle_feeders
 from actors.messages import Start, Started
 from actors.prefork import pin_malloc, share_heap
 from mcpproxy.config import Config
@@ -56,6 +57,7 @@ def tune_thespian() -> None:
     # the ERROR line of an undeliverable one, and a message may carry a token. Type and address only.
     transport.ReceiveEnvelope.identify = _envelope_identity  # type: ignore[method-assign]
     transport.TransmitIntent.identify = _intent_identity  # type: ignore[method-assign]
+    use_idle_feeders()  # a queue's feeder thread ends when idle: no thread per child in a parent (actors/feeders.py)
 
 
 def start_actor_system(config: Config, log_defs: dict[str, Any] | None) -> ActorSystem:
