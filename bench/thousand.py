@@ -12,12 +12,14 @@ tables into docs/benchmarks.md between the markers below, leaving the other figu
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import resource
 import shlex
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +70,7 @@ class ThousandRun:
     fd_soft: int = 0
     fd_hard: int = 0
     fds: dict[str, int] = field(default_factory=dict)  # open descriptors, by role (the largest process)
+    threads: dict[str, int] = field(default_factory=dict)  # threads, by role (all its processes)
     pss_roles: dict[str, list[int]] = field(default_factory=dict)  # PSS bytes of each process, by role
     notes: list[str] = field(default_factory=list)
 
@@ -123,16 +126,18 @@ def cpu_over(f: Fleet, seconds: float) -> dict[str, float]:
     return pct
 
 
-def fds_by_role(f: Fleet) -> dict[str, int]:
+def by_role(f: Fleet, read: Callable[[psutil.Process], int], combine: Callable[[int, int], int]) -> dict[str, int]:
+    """One figure of every service process, combined per kind (the largest, or the sum)."""
     assert f.svc.proc is not None
     out: dict[str, int] = {}
     for pid in f.svc.pids():
         try:
             p = psutil.Process(pid)
             role = role_of(p, f.svc.proc.pid)
-            out[role] = max(out.get(role, 0), p.num_fds())
+            value = read(p)
         except psutil.NoSuchProcess:
-            pass
+            continue
+        out[role] = combine(out[role], value) if role in out else value
     return out
 
 
@@ -189,7 +194,8 @@ def measure(plan: Plan) -> ThousandRun:
         run.idle_cpu = cpu_over(f, plan.idle)
         run.pss, run.processes = pss_of(f.svc.pids())
         run.pss_roles = pss_by_role(f)
-        run.fds = fds_by_role(f)
+        run.fds = by_role(f, psutil.Process.num_fds, max)
+        run.threads = by_role(f, psutil.Process.num_threads, operator.add)
         print(f"   idle CPU {run.idle_cpu['total']:.1f} % of one core; PSS {run.pss / 2**20:.0f} MB", flush=True)
         lateness_phase(f, plan, run)
         stop_counting(f, run, "the end")
@@ -274,6 +280,9 @@ def tables(run: ThousandRun) -> list[Table]:
         f"≤ {IDLE_CPU_TARGET:g} %", idle <= IDLE_CPU_TARGET)
     row("PSS, every process", f"{mb(run.pss)} MB in {run.processes} processes", "–", None)
     row("PSS per server (total / servers)", f"{mb(per)} MB", f"≤ {PSS_TARGET / 2**20:g} MB", per <= PSS_TARGET)
+    if run.threads:
+        row("threads, every process (tasks the service counts against systemd's TasksMax)",
+            f"{sum(run.threads.values())}: " + ", ".join(f"{k} {v}" for k, v in run.threads.items()), "–", None)
     sizes.met = all(verdicts) if verdicts else None
     sizes.notes.append("Idle CPU by kind of process, % of one core: " + cpu_text(run.idle_cpu) + ".")
     if run.pss_roles:
