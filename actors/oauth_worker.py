@@ -71,6 +71,7 @@ class DaemonPool:
 class OAuthWorker(GuardedActor):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
+        name_process("mcpproxy-oauth")  # from its start: till its first work `ps` showed a second mcpproxy-sup
         # requests-oauthlib runs in this process only (docs/architecture.md "OAuth"): loaded as it starts,
         # after the fork, so neither the parent nor any TokenActor carries it.
         import mcpproxy.oauth.token_session  # noqa: F401
@@ -82,7 +83,6 @@ class OAuthWorker(GuardedActor):
 
     def receiveMsg_Work(self, msg: Work, sender: Any) -> None:
         if self.pool is None:  # created here, after fork, never inherited
-            name_process("mcpproxy-oauth")
             self.pool = DaemonPool(MAX_THREADS)
         started = time.time()
         fut = self.pool.submit(self._run, msg)

@@ -46,3 +46,12 @@ def test_a_refresh_in_flight_when_the_worker_dies_is_retried_soon(service_factor
                          "w1 refreshed again after the worker that held its refresh died")
     assert st["oauth_status"] == "authenticated" and st["action"] is None
     figure("worker killed mid-refresh: w1 refreshed again after, s", f"{time.time() - killed:.2f}")
+
+
+def test_every_process_has_its_name_before_any_work(service_factory, mcp_server):
+    """Nothing logged in, nothing refreshed: `ps` already tells the OAuth worker from the Supervisor it was
+    forked from (it named itself at its first piece of work, and showed as a second mcpproxy-sup till then)."""
+    svc = service_factory(oauth_servers(mcp_server.url, ["idle"]))
+    one_pid(svc, "mcpproxy-oauth")
+    one_pid(svc, "mcpproxy-sup")
+    one_pid(svc, "mcpproxy-hub")
