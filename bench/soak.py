@@ -12,6 +12,7 @@ into docs/benchmarks.md between the markers below, leaving the other figures as 
 from __future__ import annotations
 
 import argparse
+import math
 import shlex
 import sys
 import time
@@ -95,7 +96,7 @@ def table(run: SoakRun) -> Table:
                        "–" if prev is None else f"{(a.private - prev.private) / 1024:+.0f}"])
         prev = a
     grown = run.growth_per_100()
-    t.met = None if grown != grown else grown <= TARGET_PER_100 and run.failed == 0
+    t.met = None if math.isnan(grown) else grown <= TARGET_PER_100 and run.failed == 0
     t.notes.append(f"Second half: {grown / 1024:+.1f} kB per 100 refreshes; failed refreshes: {run.failed}.")
     t.notes.append("Median over the TokenActors, read from /proc/PID/smaps: private = Private_Dirty + Private_Clean; "
                    "'other anon' is pymalloc's arenas and every anonymous mapping but glibc's [heap]. What a "
@@ -118,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     t = table(measure(args.servers, args.minutes, args.ttl))
     print(t.text(), flush=True)
     out = Path(args.out)
-    write_section(out if out.is_absolute() else Path.cwd() / out, (BEGIN, END), "Memory over a long run", command,
-                  time.monotonic() - began, [t])
+    write_section(out, (BEGIN, END), "Memory over a long run", command, time.monotonic() - began, [t])
     print(f"wrote {out}: {t.verdict}")
     return 0
 

@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     for t in tabs:
         print(t.text(), flush=True)
     out = Path(args.out)
-    write_section(out if out.is_absolute() else Path.cwd() / out, (BEGIN, END), tabs[1].title.split(':')[0], command,
-                  time.monotonic() - began, tabs)
+    write_section(out, (BEGIN, END), tabs[1].title.split(':')[0], command, time.monotonic() - began, tabs)
     print(f"wrote {out}; lateness samples {len(run.lateness)}, median {statistics.median(run.lateness) * 1000:.1f} ms"
           if run.lateness else f"wrote {out}; no lateness samples")
     return 0
